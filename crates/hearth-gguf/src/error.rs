@@ -28,8 +28,14 @@ pub enum GgufError {
         count: u64,
         remaining: u64,
     },
-    #[error("string of {len} bytes at offset {offset} runs past the end of the file ({file_len} bytes)")]
-    StringTooLong { len: u64, offset: u64, file_len: u64 },
+    #[error(
+        "string of {len} bytes at offset {offset} runs past the end of the file ({file_len} bytes)"
+    )]
+    StringTooLong {
+        len: u64,
+        offset: u64,
+        file_len: u64,
+    },
     #[error("string at offset {offset} is not valid UTF-8")]
     InvalidUtf8 { offset: u64 },
     #[error("unknown metadata value type {value_type} for key {key:?}")]
@@ -49,14 +55,20 @@ pub enum GgufError {
     #[error("duplicate tensor name {name:?}")]
     DuplicateTensor { name: String },
     #[error("tensor {name:?} has {n_dims} dimensions (allowed 1..={max})")]
-    BadDimCount { name: String, n_dims: u32, max: usize },
+    BadDimCount {
+        name: String,
+        n_dims: u32,
+        max: usize,
+    },
     #[error("tensor {name:?} has a dimension of 0 (shape {shape:?})")]
     ZeroDim { name: String, shape: Vec<u64> },
     #[error("tensor {name:?}: shape {shape:?} overflows the element count")]
     ShapeOverflow { name: String, shape: Vec<u64> },
     #[error("tensor {name:?} has unknown ggml type id {type_id}")]
     UnknownTensorType { name: String, type_id: u32 },
-    #[error("tensor {name:?}: row length {ne0} is not a multiple of {ty}'s block size {block_size}")]
+    #[error(
+        "tensor {name:?}: row length {ne0} is not a multiple of {ty}'s block size {block_size}"
+    )]
     RowNotBlockAligned {
         name: String,
         ty: GgmlType,

@@ -5,6 +5,7 @@
 //! file is checked before it is used.
 
 mod error;
+mod file_type;
 mod ggml_type;
 mod mapped;
 mod metadata;
@@ -14,6 +15,7 @@ mod value;
 mod writer;
 
 pub use error::{GgufError, Result};
+pub use file_type::file_type_name;
 pub use ggml_type::{GgmlType, QK_K};
 pub use mapped::MappedGguf;
 pub use metadata::Metadata;

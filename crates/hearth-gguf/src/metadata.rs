@@ -167,7 +167,11 @@ impl Metadata {
     pub fn get_str_array(&self, key: &str) -> Result<&[String]> {
         match self.get_array(key)? {
             Array::String(v) => Ok(v),
-            _ => Err(wrong_type(key, "ARRAY[STRING]", self.get(key).unwrap_or(&Value::U8(0)))),
+            _ => Err(wrong_type(
+                key,
+                "ARRAY[STRING]",
+                self.get(key).unwrap_or(&Value::U8(0)),
+            )),
         }
     }
 
@@ -175,7 +179,11 @@ impl Metadata {
     pub fn get_f32_array(&self, key: &str) -> Result<&[f32]> {
         match self.get_array(key)? {
             Array::F32(v) => Ok(v),
-            _ => Err(wrong_type(key, "ARRAY[FLOAT32]", self.get(key).unwrap_or(&Value::U8(0)))),
+            _ => Err(wrong_type(
+                key,
+                "ARRAY[FLOAT32]",
+                self.get(key).unwrap_or(&Value::U8(0)),
+            )),
         }
     }
 
@@ -195,7 +203,13 @@ impl Metadata {
             Array::Bool(v) => Some(v.iter().map(|&x| x.into()).collect()),
             _ => None,
         };
-        out.ok_or_else(|| wrong_type(key, "ARRAY[integer]", self.get(key).unwrap_or(&Value::U8(0))))
+        out.ok_or_else(|| {
+            wrong_type(
+                key,
+                "ARRAY[integer]",
+                self.get(key).unwrap_or(&Value::U8(0)),
+            )
+        })
     }
 
     /// `general.architecture`.

@@ -38,7 +38,7 @@ impl Raw {
     }
     /// Pads to the 32-byte alignment and appends `n` data bytes.
     fn data(&mut self, n: usize) -> &mut Self {
-        while self.0.len() % 32 != 0 {
+        while !self.0.len().is_multiple_of(32) {
             self.0.push(0);
         }
         self.0.extend(std::iter::repeat_n(0x11u8, n));
@@ -129,14 +129,26 @@ fn version_2_is_accepted() {
 fn n_tensors_u64_max_is_rejected_without_allocating() {
     let mut r = Raw::header(3, u64::MAX, 0);
     r.data(64);
-    assert_err!(r.parse(), GgufError::CountTooLarge { what: "tensor info", .. });
+    assert_err!(
+        r.parse(),
+        GgufError::CountTooLarge {
+            what: "tensor info",
+            ..
+        }
+    );
 }
 
 #[test]
 fn n_kv_u64_max_is_rejected_without_allocating() {
     let mut r = Raw::header(3, 0, u64::MAX);
     r.data(64);
-    assert_err!(r.parse(), GgufError::CountTooLarge { what: "metadata key", .. });
+    assert_err!(
+        r.parse(),
+        GgufError::CountTooLarge {
+            what: "metadata key",
+            ..
+        }
+    );
 }
 
 #[test]
@@ -159,7 +171,13 @@ fn array_count_times_element_size_beyond_file_is_rejected() {
     for (count, ty) in [(1u64 << 61, 10u32), (1000, 4)] {
         let mut r = Raw::header(3, 0, 1);
         r.str("arr").u32(9).u32(ty).u64(count).data(16);
-        assert_err!(r.parse(), GgufError::CountTooLarge { what: "array element", .. });
+        assert_err!(
+            r.parse(),
+            GgufError::CountTooLarge {
+                what: "array element",
+                ..
+            }
+        );
     }
 }
 
@@ -201,10 +219,16 @@ fn arrays_nested_too_deep_are_rejected() {
 fn unknown_value_type_is_rejected() {
     let mut r = Raw::header(3, 0, 1);
     r.str("k").u32(13).u64(0);
-    assert_err!(r.parse(), GgufError::UnknownValueType { value_type: 13, .. });
+    assert_err!(
+        r.parse(),
+        GgufError::UnknownValueType { value_type: 13, .. }
+    );
     let mut r = Raw::header(3, 0, 1);
     r.str("k").u32(9).u32(77).u64(0);
-    assert_err!(r.parse(), GgufError::UnknownValueType { value_type: 77, .. });
+    assert_err!(
+        r.parse(),
+        GgufError::UnknownValueType { value_type: 77, .. }
+    );
 }
 
 #[test]
@@ -239,14 +263,18 @@ fn over_long_tensor_name_is_rejected() {
 #[test]
 fn alignment_zero_is_rejected_without_division_by_zero() {
     let mut r = Raw::header(3, 1, 1);
-    r.kv_u32("general.alignment", 0).tensor("t", &[8], 0, 0).data(32);
+    r.kv_u32("general.alignment", 0)
+        .tensor("t", &[8], 0, 0)
+        .data(32);
     assert_err!(r.parse(), GgufError::BadAlignment { .. });
 }
 
 #[test]
 fn alignment_13_is_rejected() {
     let mut r = Raw::header(3, 1, 1);
-    r.kv_u32("general.alignment", 13).tensor("t", &[8], 0, 0).data(32);
+    r.kv_u32("general.alignment", 13)
+        .tensor("t", &[8], 0, 0)
+        .data(32);
     assert_err!(r.parse(), GgufError::BadAlignment { .. });
 }
 
@@ -261,7 +289,7 @@ fn alignment_stored_as_a_string_is_rejected() {
 fn alignment_64_is_honoured() {
     let mut r = Raw::header(3, 1, 1);
     r.kv_u32("general.alignment", 64).tensor("t", &[8], 0, 0);
-    while r.0.len() % 64 != 0 {
+    while !r.0.len().is_multiple_of(64) {
         r.0.push(0);
     }
     r.bytes(&[0x22; 32]);
@@ -297,10 +325,12 @@ fn dims_whose_product_overflows_are_rejected() {
     // ne = [4, 2^30-1, 2^30+1, 1] (llama.cpp #18674) overflows the byte size
     // of an F32 tensor; [2^32, 2^32, 2^32, 1] overflows the element count.
     let mut r = Raw::header(3, 1, 0);
-    r.tensor("t", &[4, (1 << 30) - 1, (1 << 30) + 1, 1], 0, 0).data(32);
+    r.tensor("t", &[4, (1 << 30) - 1, (1 << 30) + 1, 1], 0, 0)
+        .data(32);
     assert!(r.parse().is_err());
     let mut r = Raw::header(3, 1, 0);
-    r.tensor("t", &[1 << 32, 1 << 32, 1 << 32, 1], 0, 0).data(32);
+    r.tensor("t", &[1 << 32, 1 << 32, 1 << 32, 1], 0, 0)
+        .data(32);
     assert_err!(r.parse(), GgufError::ShapeOverflow { .. });
     let mut r = Raw::header(3, 1, 0);
     r.tensor("t", &[1 << 62, 4], 2, 0).data(32);
@@ -378,12 +408,18 @@ fn invalid_utf8_key_is_rejected() {
 #[test]
 fn typed_accessors_name_the_key() {
     let mut r = Raw::header(3, 0, 2);
-    r.kv_u32("llama.block_count", 300).str("name").u32(8).str("x");
+    r.kv_u32("llama.block_count", 300)
+        .str("name")
+        .u32(8)
+        .str("x");
     let f = r.parse().unwrap();
     let m = &f.metadata;
     assert_eq!(m.get_u32("llama.block_count").unwrap(), 300);
     assert_eq!(m.get_u64("llama.block_count").unwrap(), 300);
-    assert_err!(m.get_u8("llama.block_count"), GgufError::ValueOutOfRange { .. });
+    assert_err!(
+        m.get_u8("llama.block_count"),
+        GgufError::ValueOutOfRange { .. }
+    );
     assert_err!(m.get_u32("name"), GgufError::WrongType { .. });
     match m.get_u32("llama.missing") {
         Err(GgufError::MissingKey { key }) => assert_eq!(key, "llama.missing"),

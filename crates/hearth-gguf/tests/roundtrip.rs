@@ -111,8 +111,15 @@ proptest! {
 #[test]
 fn writer_rejects_wrong_data_size_and_duplicates() {
     let mut w = GgufWriter::new();
-    assert!(w.add_tensor("a", GgmlType::Q4_0, &[32], vec![0u8; 17]).is_err());
-    assert!(w.add_tensor("a", GgmlType::Q4_K, &[128], vec![0u8; 72]).is_err());
-    w.add_tensor("a", GgmlType::Q4_0, &[32], vec![0u8; 18]).unwrap();
-    assert!(w.add_tensor("a", GgmlType::Q4_0, &[32], vec![0u8; 18]).is_err());
+    assert!(w
+        .add_tensor("a", GgmlType::Q4_0, &[32], vec![0u8; 17])
+        .is_err());
+    assert!(w
+        .add_tensor("a", GgmlType::Q4_K, &[128], vec![0u8; 72])
+        .is_err());
+    w.add_tensor("a", GgmlType::Q4_0, &[32], vec![0u8; 18])
+        .unwrap();
+    assert!(w
+        .add_tensor("a", GgmlType::Q4_0, &[32], vec![0u8; 18])
+        .is_err());
 }

@@ -1,0 +1,66 @@
+//! `hearth`: run, inspect and serve GGUF models on the CPU.
+
+mod inspect;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "hearth",
+    version,
+    about = "Local LLM inference on the CPU, for GGUF models"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Summarize a GGUF file: architecture, size, tensor types; or dump it as JSON.
+    Inspect(inspect::InspectArgs),
+    /// Fetch the default model and llama.cpp's test vectors into the cache.
+    FetchFixtures,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Inspect(args) => inspect::run(args),
+        Command::FetchFixtures => fetch_fixtures(),
+    }
+}
+
+/// The model named on the command line, or the default model (fetched into
+/// the cache on first use).
+pub fn model_path(model: Option<PathBuf>) -> Result<PathBuf> {
+    match model {
+        Some(p) => Ok(p),
+        None => {
+            let cache = hearth_store::cache_dir();
+            if !cache
+                .join("models")
+                .join(hearth_store::DEFAULT_MODEL_FILE)
+                .is_file()
+            {
+                eprintln!(
+                    "fetching the default model ({}) into {} ...",
+                    hearth_store::DEFAULT_MODEL_FILE,
+                    cache.display()
+                );
+            }
+            Ok(hearth_store::default_model()?)
+        }
+    }
+}
+
+fn fetch_fixtures() -> Result<()> {
+    let model = model_path(None)?;
+    println!("model:  {}", model.display());
+    let models = hearth_store::llama_cpp_models_dir()?;
+    println!("vocabs: {}", models.display());
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Conversion between f32 and the ggml tensor types (scalar reference paths).
+//!
+//! [`dequantize`] and [`quantize`] work on whole blocks: `src`/`dst` must
+//! hold the same number of blocks of `ty` (`values == n_blocks *
+//! block_size`, `bytes == n_blocks * type_size`). Block bytes are read
+//! without alignment assumptions and no byte content can make them panic.
+//!
+//! Exactness, per type:
+//! - dequantization of every type gguf-py's `gguf.quants` knows is
+//!   bit-identical to its numpy code (same f32 operations in the same
+//!   order); Q8_1 and Q8_K (absent there) compute ggml's `qs[j] * d`;
+//! - quantization of F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, TQ1_0,
+//!   TQ2_0 and MXFP4 is bit-identical to `gguf.quants.quantize`;
+//! - quantization of Q8_1, Q2_K..Q6_K, Q8_K, IQ4_NL, IQ4_XS and NVFP4 is
+//!   ggml's reference quantizer without importance matrix (the path
+//!   `llama-quantize` takes), byte-identical to it.
+
+mod block;
+mod float;
+mod fp4;
+mod iq;
+mod iq4;
+mod iq_grids;
+mod k_quants;
+mod legacy;
+mod numeric;
+mod scale_search;
+mod ternary;
+
+use std::fmt;
+
+use hearth_gguf::GgmlType;
+
+pub use block::Block;
+use block::{dequantize_blocks, quantize_blocks};
+pub use fp4::{BlockMXFP4, BlockNVFP4};
+pub use iq::{BlockIQ1M, BlockIQ1S, BlockIQ2S, BlockIQ2XS, BlockIQ2XXS, BlockIQ3S, BlockIQ3XXS};
+pub use iq4::{BlockIQ4NL, BlockIQ4XS};
+pub use k_quants::{BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8K};
+pub use legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0, BlockQ8_1};
+pub use numeric::{bf16_to_f32, f16_to_f32, f32_to_bf16, f32_to_f16, f32_to_f16_ggml};
+pub use ternary::{BlockTQ1_0, BlockTQ2_0};
+
+/// The direction of a conversion, for error messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Type -> f32.
+    Dequantize,
+    /// f32 -> type.
+    Quantize,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Op::Dequantize => "dequantization",
+            Op::Quantize => "quantization",
+        })
+    }
+}
+
+/// Why a conversion was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QuantError {
+    /// `bytes` and `values` are not the same whole number of blocks.
+    #[error(
+        "{ty}: {bytes} bytes and {values} values are not the same whole number of blocks \
+         ({} values in {} bytes per block)",
+        .ty.block_size(),
+        .ty.type_size()
+    )]
+    LengthMismatch {
+        /// The tensor type.
+        ty: GgmlType,
+        /// Length of the byte side.
+        bytes: usize,
+        /// Length of the f32 side.
+        values: usize,
+    },
+    /// The conversion is not implemented for this type.
+    #[error("{op} is not implemented for {ty}")]
+    Unsupported {
+        /// The tensor type.
+        ty: GgmlType,
+        /// The refused direction.
+        op: Op,
+    },
+}
+
+type DequantizeFn = fn(&[u8], &mut [f32]);
+type QuantizeFn = fn(&[f32], &mut [u8]);
+
+fn dequantizer(ty: GgmlType) -> Option<DequantizeFn> {
+    use GgmlType as T;
+    let f: DequantizeFn = match ty {
+        T::F32 => float::dequantize_row_f32,
+        T::F16 => float::dequantize_row_f16,
+        T::BF16 => float::dequantize_row_bf16,
+        T::Q4_0 => |s, d| dequantize_blocks(s, d, legacy::dequantize_q4_0),
+        T::Q4_1 => |s, d| dequantize_blocks(s, d, legacy::dequantize_q4_1),
+        T::Q5_0 => |s, d| dequantize_blocks(s, d, legacy::dequantize_q5_0),
+        T::Q5_1 => |s, d| dequantize_blocks(s, d, legacy::dequantize_q5_1),
+        T::Q8_0 => |s, d| dequantize_blocks(s, d, legacy::dequantize_q8_0),
+        T::Q8_1 => |s, d| dequantize_blocks(s, d, legacy::dequantize_q8_1),
+        T::Q2_K => |s, d| dequantize_blocks(s, d, k_quants::dequantize_q2_k),
+        T::Q3_K => |s, d| dequantize_blocks(s, d, k_quants::dequantize_q3_k),
+        T::Q4_K => |s, d| dequantize_blocks(s, d, k_quants::dequantize_q4_k),
+        T::Q5_K => |s, d| dequantize_blocks(s, d, k_quants::dequantize_q5_k),
+        T::Q6_K => |s, d| dequantize_blocks(s, d, k_quants::dequantize_q6_k),
+        T::Q8_K => |s, d| dequantize_blocks(s, d, k_quants::dequantize_q8_k),
+        T::IQ2_XXS => |s, d| dequantize_blocks(s, d, iq::dequantize_iq2_xxs),
+        T::IQ2_XS => |s, d| dequantize_blocks(s, d, iq::dequantize_iq2_xs),
+        T::IQ2_S => |s, d| dequantize_blocks(s, d, iq::dequantize_iq2_s),
+        T::IQ3_XXS => |s, d| dequantize_blocks(s, d, iq::dequantize_iq3_xxs),
+        T::IQ3_S => |s, d| dequantize_blocks(s, d, iq::dequantize_iq3_s),
+        T::IQ1_S => |s, d| dequantize_blocks(s, d, iq::dequantize_iq1_s),
+        T::IQ1_M => |s, d| dequantize_blocks(s, d, iq::dequantize_iq1_m),
+        T::IQ4_NL => |s, d| dequantize_blocks(s, d, iq4::dequantize_iq4_nl),
+        T::IQ4_XS => |s, d| dequantize_blocks(s, d, iq4::dequantize_iq4_xs),
+        T::TQ1_0 => |s, d| dequantize_blocks(s, d, ternary::dequantize_tq1_0),
+        T::TQ2_0 => |s, d| dequantize_blocks(s, d, ternary::dequantize_tq2_0),
+        T::MXFP4 => |s, d| dequantize_blocks(s, d, fp4::dequantize_mxfp4),
+        T::NVFP4 => |s, d| dequantize_blocks(s, d, fp4::dequantize_nvfp4),
+        T::I8 | T::I16 | T::I32 | T::I64 | T::F64 | T::Q1_0 => return None,
+    };
+    Some(f)
+}
+
+fn quantizer(ty: GgmlType) -> Option<QuantizeFn> {
+    use GgmlType as T;
+    let f: QuantizeFn = match ty {
+        T::F32 => float::quantize_row_f32,
+        T::F16 => float::quantize_row_f16,
+        T::BF16 => float::quantize_row_bf16,
+        T::Q4_0 => |s, d| quantize_blocks(s, d, legacy::quantize_q4_0),
+        T::Q4_1 => |s, d| quantize_blocks(s, d, legacy::quantize_q4_1),
+        T::Q5_0 => |s, d| quantize_blocks(s, d, legacy::quantize_q5_0),
+        T::Q5_1 => |s, d| quantize_blocks(s, d, legacy::quantize_q5_1),
+        T::Q8_0 => |s, d| quantize_blocks(s, d, legacy::quantize_q8_0),
+        T::Q8_1 => |s, d| quantize_blocks(s, d, legacy::quantize_q8_1),
+        T::Q2_K => |s, d| quantize_blocks(s, d, k_quants::quantize_q2_k),
+        T::Q3_K => |s, d| quantize_blocks(s, d, k_quants::quantize_q3_k),
+        T::Q4_K => |s, d| quantize_blocks(s, d, k_quants::quantize_q4_k),
+        T::Q5_K => |s, d| quantize_blocks(s, d, k_quants::quantize_q5_k),
+        T::Q6_K => |s, d| quantize_blocks(s, d, k_quants::quantize_q6_k),
+        T::Q8_K => |s, d| quantize_blocks(s, d, k_quants::quantize_q8_k),
+        T::IQ4_NL => |s, d| quantize_blocks(s, d, |x| iq4::quantize_iq4_nl(x, None)),
+        T::IQ4_XS => |s, d| quantize_blocks(s, d, |x| iq4::quantize_iq4_xs(x, None)),
+        T::TQ1_0 => |s, d| quantize_blocks(s, d, ternary::quantize_tq1_0),
+        T::TQ2_0 => |s, d| quantize_blocks(s, d, ternary::quantize_tq2_0),
+        T::MXFP4 => |s, d| quantize_blocks(s, d, fp4::quantize_mxfp4),
+        T::NVFP4 => |s, d| quantize_blocks(s, d, fp4::quantize_nvfp4),
+        T::IQ2_XXS
+        | T::IQ2_XS
+        | T::IQ2_S
+        | T::IQ3_XXS
+        | T::IQ3_S
+        | T::IQ1_S
+        | T::IQ1_M
+        | T::I8
+        | T::I16
+        | T::I32
+        | T::I64
+        | T::F64
+        | T::Q1_0 => return None,
+    };
+    Some(f)
+}
+
+/// Whether [`dequantize`] handles `ty`.
+pub fn supports_dequantize(ty: GgmlType) -> bool {
+    dequantizer(ty).is_some()
+}
+
+/// Whether [`quantize`] handles `ty`.
+pub fn supports_quantize(ty: GgmlType) -> bool {
+    quantizer(ty).is_some()
+}
+
+/// Checks that `bytes` and `values` are the same whole number of blocks.
+fn check_lengths(ty: GgmlType, bytes: usize, values: usize) -> Result<(), QuantError> {
+    let (bs, ts) = (ty.block_size(), ty.type_size());
+    if values % bs == 0 && bytes % ts == 0 && values / bs == bytes / ts {
+        Ok(())
+    } else {
+        Err(QuantError::LengthMismatch { ty, bytes, values })
+    }
+}
+
+/// Decodes the blocks of `ty` in `src` into `dst`
+/// (`dst.len() == n_blocks * block_size`, `src.len() == n_blocks * type_size`).
+pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
+    let f = dequantizer(ty).ok_or(QuantError::Unsupported {
+        ty,
+        op: Op::Dequantize,
+    })?;
+    check_lengths(ty, src.len(), dst.len())?;
+    f(src, dst);
+    Ok(())
+}
+
+/// Encodes `src` as blocks of `ty` into `dst`
+/// (`src.len() == n_blocks * block_size`, `dst.len() == n_blocks * type_size`).
+pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
+    let f = quantizer(ty).ok_or(QuantError::Unsupported {
+        ty,
+        op: Op::Quantize,
+    })?;
+    check_lengths(ty, dst.len(), src.len())?;
+    f(src, dst);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
