@@ -62,5 +62,7 @@ fn fetch_fixtures() -> Result<()> {
     println!("model:  {}", model.display());
     let models = hearth_store::llama_cpp_models_dir()?;
     println!("vocabs: {}", models.display());
+    let ggml = hearth_store::llama_cpp_ggml_dir()?;
+    println!("ggml:   {}", ggml.display());
     Ok(())
 }

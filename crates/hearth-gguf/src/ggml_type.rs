@@ -57,7 +57,8 @@ ggml_types! {
     Q5_0 = 6, "Q5_0", 32, 2 + 4 + 16;
     Q5_1 = 7, "Q5_1", 32, 2 + 2 + 4 + 16;
     Q8_0 = 8, "Q8_0", 32, 2 + 32;
-    Q8_1 = 9, "Q8_1", 32, 4 + 4 + 32;
+    // ggml: sizeof(block_q8_1) = 2 x ggml_half + 32 (PyPI gguf 0.19 still says 40).
+    Q8_1 = 9, "Q8_1", 32, 2 + 2 + 32;
     Q2_K = 10, "Q2_K", QK_K, 2 + 2 + QK_K / 16 + QK_K / 4;
     Q3_K = 11, "Q3_K", QK_K, 2 + QK_K / 4 + QK_K / 8 + 12;
     Q4_K = 12, "Q4_K", QK_K, 2 + 2 + QK_K / 2 + 12;
@@ -144,6 +145,7 @@ mod tests {
         assert_eq!(GgmlType::Q6_K.type_size(), 210);
         assert_eq!(GgmlType::Q8_K.type_size(), 292);
         assert_eq!(GgmlType::Q5_0.type_size(), 22);
+        assert_eq!(GgmlType::Q8_1.type_size(), 36);
         assert_eq!(GgmlType::IQ4_XS.type_size(), 136);
         assert_eq!(GgmlType::IQ1_M.type_size(), 56);
         assert_eq!(GgmlType::TQ1_0.type_size(), 54);

@@ -153,7 +153,6 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
         .collect()
 }
 
-
 fn check_dequant(ty: GgmlType, blocks: &[u8]) {
     let n = blocks.len() / ty.type_size() * ty.block_size();
     let mut ours = vec![0f32; n];

@@ -30,7 +30,7 @@ const DEFAULT_MODEL_PARTS: [&str; 4] = [
 pub const LLAMA_CPP_PYTHON_VERSION: &str = "0.3.36";
 const LLAMA_CPP_SDIST_SHA256: &str =
     "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e";
-const SDIST_MODELS_PREFIX: &str = "vendor/llama.cpp/models/";
+const SDIST_LLAMA_CPP: &str = "vendor/llama.cpp/";
 
 /// Path of the default model, fetched and verified on first use.
 pub fn default_model() -> Result<PathBuf, StoreError> {
@@ -121,15 +121,38 @@ pub fn llama_cpp_sdist() -> Result<PathBuf, StoreError> {
 /// Directory holding llama.cpp's `models/` folder (vocab test GGUFs with
 /// `.inp`/`.out`, chat templates), unpacked from the sdist on first use.
 pub fn llama_cpp_models_dir() -> Result<PathBuf, StoreError> {
+    unpacked_llama_cpp("models", &|rel| rel.starts_with("models/"))
+}
+
+/// A llama.cpp tree holding ggml's public headers (`ggml/include`) and the
+/// top-level sources of `ggml/src` and `ggml/src/ggml-cpu` (`ggml-quants.c`
+/// and the headers it includes), for
+/// tests that compile llama.cpp's reference quantizers. Unpacked on first use.
+pub fn llama_cpp_ggml_dir() -> Result<PathBuf, StoreError> {
+    unpacked_llama_cpp("ggml", &|rel| {
+        let parts: Vec<&str> = rel.split('/').collect();
+        matches!(
+            parts.as_slice(),
+            ["ggml", "include", _] | ["ggml", "src", _] | ["ggml", "src", "ggml-cpu", _]
+        )
+    })?;
+    Ok(cache_dir().join(format!("llama.cpp-{LLAMA_CPP_PYTHON_VERSION}")))
+}
+
+/// Unpacks the sdist members under `vendor/llama.cpp/` whose relative path
+/// passes `keep` into `<cache>/llama.cpp-X/`, via a temporary directory
+/// renamed into place as `<top>` (the first path component kept).
+fn unpacked_llama_cpp(top: &str, keep: &dyn Fn(&str) -> bool) -> Result<PathBuf, StoreError> {
     let root = cache_dir().join(format!("llama.cpp-{LLAMA_CPP_PYTHON_VERSION}"));
-    let target = root.join("models");
+    let target = root.join(top);
     if target.is_dir() {
         return Ok(target);
     }
     let sdist = llama_cpp_sdist()?;
     std::fs::create_dir_all(&root).map_err(StoreError::io(&root))?;
     let tmp = temp_beside(&target);
-    let result = unpack_prefix(&sdist, SDIST_MODELS_PREFIX, &tmp).and_then(|()| {
+    let prefix = format!("{SDIST_LLAMA_CPP}{top}/");
+    let result = unpack_prefix(&sdist, &prefix, &tmp, keep, top).and_then(|()| {
         match std::fs::rename(&tmp, &target) {
             // Another process finished first: theirs is as good as ours.
             Err(_) if target.is_dir() => {
@@ -145,10 +168,16 @@ pub fn llama_cpp_models_dir() -> Result<PathBuf, StoreError> {
     result.map(|()| target)
 }
 
-/// Unpacks the members of the tar.gz `archive` under `<top>/<prefix>` into
-/// `dest`, keeping paths relative to the prefix. Paths that would leave
-/// `dest` are rejected.
-fn unpack_prefix(archive: &Path, prefix: &str, dest: &Path) -> Result<(), StoreError> {
+/// Unpacks the members of the tar.gz `archive` under `<archive top>/<prefix>`
+/// for which `keep(<top>/<rest>)` holds into `dest`, keeping paths relative
+/// to the prefix. Paths that would leave `dest` are rejected.
+fn unpack_prefix(
+    archive: &Path,
+    prefix: &str,
+    dest: &Path,
+    keep: &dyn Fn(&str) -> bool,
+    top: &str,
+) -> Result<(), StoreError> {
     let archive_err = |e: io::Error| StoreError::Archive {
         archive: archive.display().to_string(),
         message: e.to_string(),
@@ -166,6 +195,9 @@ fn unpack_prefix(archive: &Path, prefix: &str, dest: &Path) -> Result<(), StoreE
             continue;
         };
         if inner.as_os_str().is_empty() || !entry.header().entry_type().is_file() {
+            continue;
+        }
+        if !keep(&format!("{top}/{}", inner.to_string_lossy())) {
             continue;
         }
         let safe = inner

@@ -13,7 +13,7 @@ mod sha;
 pub use cache::{cache_dir, CACHE_ENV};
 pub use error::StoreError;
 pub use fixtures::{
-    default_model, llama_cpp_models_dir, llama_cpp_sdist, DEFAULT_MODEL_FILE, DEFAULT_MODEL_SHA256,
-    LLAMA_CPP_PYTHON_VERSION,
+    default_model, llama_cpp_ggml_dir, llama_cpp_models_dir, llama_cpp_sdist, DEFAULT_MODEL_FILE,
+    DEFAULT_MODEL_SHA256, LLAMA_CPP_PYTHON_VERSION,
 };
 pub use sha::sha256_file;

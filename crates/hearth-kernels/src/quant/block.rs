@@ -9,9 +9,16 @@ pub trait Block: Sized {
     const VALUES: usize;
     /// Bytes per block.
     const BYTES: usize;
-    /// Decodes one block from exactly `BYTES` bytes (any alignment).
+    /// Decodes one block from the first `BYTES` bytes of `bytes` (any
+    /// alignment; every byte pattern is a valid block).
+    ///
+    /// # Panics
+    /// If `bytes` is shorter than `BYTES`.
     fn decode(bytes: &[u8]) -> Self;
-    /// Encodes the block into exactly `BYTES` bytes.
+    /// Encodes the block into the first `BYTES` bytes of `out`.
+    ///
+    /// # Panics
+    /// If `out` is shorter than `BYTES`.
     fn encode(&self, out: &mut [u8]);
 }
 

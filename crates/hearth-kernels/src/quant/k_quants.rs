@@ -163,12 +163,19 @@ pub(crate) fn dequantize_q3_k(b: &BlockQ3K, y: &mut [f32]) {
     let y = &mut y[..QK_K];
     let d = f16_to_f32(b.d);
     let scales = q3k_scales(&b.scales);
-    for (k, y) in y.iter_mut().enumerate() {
-        let (c, s, l) = (k / 128, (k % 128) / 32, k % 32);
-        let dl = d * (scales[k / 16] as i8 - 32) as f32;
-        let low = ((b.qs[c * 32 + l] >> (2 * s)) & 3) as i8;
-        let high = (((b.hmask[l] >> (c * 4 + s)) & 1) ^ 1) as i8;
-        *y = dl * (low - (high << 2)) as f32;
+    // Output k = 128*c + 32*s + l: bits 2s of qs[32c + l], bit 4c+s of hmask[l].
+    for (cs, y) in y.chunks_exact_mut(32).enumerate() {
+        let (c, s) = (cs / 4, cs % 4);
+        let qs = &b.qs[32 * c..32 * c + 32];
+        for (half, y) in y.chunks_exact_mut(16).enumerate() {
+            let dl = d * (scales[2 * cs + half] as i8 - 32) as f32;
+            for (i, y) in y.iter_mut().enumerate() {
+                let l = 16 * half + i;
+                let low = ((qs[l] >> (2 * s)) & 3) as i8;
+                let high = (((b.hmask[l] >> cs) & 1) ^ 1) as i8;
+                *y = dl * (low - (high << 2)) as f32;
+            }
+        }
     }
 }
 
@@ -208,13 +215,22 @@ pub(crate) fn dequantize_q5_k(b: &BlockQ5K, y: &mut [f32]) {
 pub(crate) fn dequantize_q6_k(b: &BlockQ6K, y: &mut [f32]) {
     let y = &mut y[..QK_K];
     let d = f16_to_f32(b.d);
-    for (k, y) in y.iter_mut().enumerate() {
-        let (c, r) = (k / 128, k % 128);
-        let low = (b.ql[c * 64 + r % 64] >> (4 * (r / 64))) & 0x0f;
-        let high = (b.qh[c * 32 + r % 32] >> (2 * (r / 32))) & 0x03;
-        let q = (low | (high << 4)) as i8 - 32;
-        let dl = d * f32::from(b.scales[k / 16]);
-        *y = dl * q as f32;
+    // Output k = 128*c + 32*s + l: nibble s/2 of ql[64c + 32(s%2) + l],
+    // bits 2s of qh[32c + l].
+    for (cs, y) in y.chunks_exact_mut(32).enumerate() {
+        let (c, s) = (cs / 4, cs % 4);
+        let ql = &b.ql[64 * c + 32 * (s % 2)..64 * c + 32 * (s % 2) + 32];
+        let qh = &b.qh[32 * c..32 * c + 32];
+        for (half, y) in y.chunks_exact_mut(16).enumerate() {
+            let dl = d * f32::from(b.scales[2 * cs + half]);
+            for (i, y) in y.iter_mut().enumerate() {
+                let l = 16 * half + i;
+                let low = (ql[l] >> (4 * (s / 2))) & 0x0f;
+                let high = (qh[l] >> (2 * s)) & 0x03;
+                let q = (low | (high << 4)) as i8 - 32;
+                *y = dl * q as f32;
+            }
+        }
     }
 }
 

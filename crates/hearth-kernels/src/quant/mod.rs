@@ -1,8 +1,7 @@
 //! Conversion between f32 and the ggml tensor types (scalar reference paths).
 //!
 //! [`dequantize`] and [`quantize`] work on whole blocks: `src`/`dst` must
-//! hold the same number of blocks of `ty` (`values == n_blocks *
-//! block_size`, `bytes == n_blocks * type_size`). Block bytes are read
+//! hold the same number of blocks of `ty` (see [`block_geometry`]). Block bytes are read
 //! without alignment assumptions and no byte content can make them panic.
 //!
 //! Exactness, per type:
@@ -65,9 +64,7 @@ pub enum QuantError {
     /// `bytes` and `values` are not the same whole number of blocks.
     #[error(
         "{ty}: {bytes} bytes and {values} values are not the same whole number of blocks \
-         ({} values in {} bytes per block)",
-        .ty.block_size(),
-        .ty.type_size()
+         ({block_values} values in {block_bytes} bytes per block)"
     )]
     LengthMismatch {
         /// The tensor type.
@@ -76,6 +73,10 @@ pub enum QuantError {
         bytes: usize,
         /// Length of the f32 side.
         values: usize,
+        /// Values per block of `ty`.
+        block_values: usize,
+        /// Bytes per block of `ty`.
+        block_bytes: usize,
     },
     /// The conversion is not implemented for this type.
     #[error("{op} is not implemented for {ty}")]
@@ -177,18 +178,66 @@ pub fn supports_quantize(ty: GgmlType) -> bool {
     quantizer(ty).is_some()
 }
 
+/// `(values, bytes)` of one block of `ty` as ggml lays it out (the size of
+/// the block struct). This is [`GgmlType::block_size`] /
+/// [`GgmlType::type_size`] except for Q8_1, whose ggml block is 36 bytes
+/// (`sizeof(block_q8_1)`) while gguf-py's `GGML_QUANT_SIZES` says 40.
+pub fn block_geometry(ty: GgmlType) -> (usize, usize) {
+    fn of<B: Block>() -> (usize, usize) {
+        (B::VALUES, B::BYTES)
+    }
+    use GgmlType as T;
+    match ty {
+        T::Q4_0 => of::<BlockQ4_0>(),
+        T::Q4_1 => of::<BlockQ4_1>(),
+        T::Q5_0 => of::<BlockQ5_0>(),
+        T::Q5_1 => of::<BlockQ5_1>(),
+        T::Q8_0 => of::<BlockQ8_0>(),
+        T::Q8_1 => of::<BlockQ8_1>(),
+        T::Q2_K => of::<BlockQ2K>(),
+        T::Q3_K => of::<BlockQ3K>(),
+        T::Q4_K => of::<BlockQ4K>(),
+        T::Q5_K => of::<BlockQ5K>(),
+        T::Q6_K => of::<BlockQ6K>(),
+        T::Q8_K => of::<BlockQ8K>(),
+        T::IQ2_XXS => of::<BlockIQ2XXS>(),
+        T::IQ2_XS => of::<BlockIQ2XS>(),
+        T::IQ2_S => of::<BlockIQ2S>(),
+        T::IQ3_XXS => of::<BlockIQ3XXS>(),
+        T::IQ3_S => of::<BlockIQ3S>(),
+        T::IQ1_S => of::<BlockIQ1S>(),
+        T::IQ1_M => of::<BlockIQ1M>(),
+        T::IQ4_NL => of::<BlockIQ4NL>(),
+        T::IQ4_XS => of::<BlockIQ4XS>(),
+        T::TQ1_0 => of::<BlockTQ1_0>(),
+        T::TQ2_0 => of::<BlockTQ2_0>(),
+        T::MXFP4 => of::<BlockMXFP4>(),
+        T::NVFP4 => of::<BlockNVFP4>(),
+        T::F32 | T::F16 | T::BF16 | T::I8 | T::I16 | T::I32 | T::I64 | T::F64 | T::Q1_0 => {
+            (ty.block_size(), ty.type_size())
+        }
+    }
+}
+
 /// Checks that `bytes` and `values` are the same whole number of blocks.
 fn check_lengths(ty: GgmlType, bytes: usize, values: usize) -> Result<(), QuantError> {
-    let (bs, ts) = (ty.block_size(), ty.type_size());
-    if values % bs == 0 && bytes % ts == 0 && values / bs == bytes / ts {
+    let (bv, bb) = block_geometry(ty);
+    if values % bv == 0 && bytes % bb == 0 && values / bv == bytes / bb {
         Ok(())
     } else {
-        Err(QuantError::LengthMismatch { ty, bytes, values })
+        Err(QuantError::LengthMismatch {
+            ty,
+            bytes,
+            values,
+            block_values: bv,
+            block_bytes: bb,
+        })
     }
 }
 
 /// Decodes the blocks of `ty` in `src` into `dst`
-/// (`dst.len() == n_blocks * block_size`, `src.len() == n_blocks * type_size`).
+/// (`dst.len() == n_blocks * values`, `src.len() == n_blocks * bytes`, with
+/// `(values, bytes) = block_geometry(ty)`).
 pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), QuantError> {
     let f = dequantizer(ty).ok_or(QuantError::Unsupported {
         ty,
@@ -200,7 +249,8 @@ pub fn dequantize(ty: GgmlType, src: &[u8], dst: &mut [f32]) -> Result<(), Quant
 }
 
 /// Encodes `src` as blocks of `ty` into `dst`
-/// (`src.len() == n_blocks * block_size`, `dst.len() == n_blocks * type_size`).
+/// (`src.len() == n_blocks * values`, `dst.len() == n_blocks * bytes`, with
+/// `(values, bytes) = block_geometry(ty)`).
 pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantError> {
     let f = quantizer(ty).ok_or(QuantError::Unsupported {
         ty,
