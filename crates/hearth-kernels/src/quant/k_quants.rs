@@ -135,7 +135,7 @@ pub(crate) fn get_scale_min_k4(j: usize, q: &[u8; K_SCALE_SIZE]) -> (u8, u8) {
 
 /// The 16 6-bit scales of Q3_K, unsigned (subtract 32 for the value).
 #[inline]
-fn q3k_scales(s: &[u8; 12]) -> [u8; 16] {
+pub(crate) fn q3k_scales(s: &[u8; 12]) -> [u8; 16] {
     std::array::from_fn(|j| {
         let low = (s[j % 8] >> (4 * (j / 8))) & 0x0f;
         let high = (s[8 + j % 4] >> (2 * (j / 4))) & 0x03;

@@ -15,13 +15,13 @@
 //!   `llama-quantize` takes), byte-identical to it.
 
 mod block;
-mod float;
+pub(crate) mod float;
 mod fp4;
 mod iq;
-mod iq4;
-mod iq_grids;
-mod k_quants;
-mod legacy;
+pub(crate) mod iq4;
+pub(crate) mod iq_grids;
+pub(crate) mod k_quants;
+pub(crate) mod legacy;
 mod numeric;
 mod scale_search;
 mod ternary;
@@ -47,6 +47,8 @@ pub enum Op {
     Dequantize,
     /// f32 -> type.
     Quantize,
+    /// Matrix multiplication ([`crate::matmul`]).
+    Matmul,
 }
 
 impl fmt::Display for Op {
@@ -54,6 +56,7 @@ impl fmt::Display for Op {
         f.write_str(match self {
             Op::Dequantize => "dequantization",
             Op::Quantize => "quantization",
+            Op::Matmul => "matrix multiplication",
         })
     }
 }
@@ -85,6 +88,34 @@ pub enum QuantError {
         ty: GgmlType,
         /// The refused direction.
         op: Op,
+    },
+    /// A matmul operand has the wrong number of elements.
+    #[error("{what}: expected {expected} elements, got {got}")]
+    Shape {
+        /// Which operand (`"weight bytes"`, `"x"`, `"out"`).
+        what: &'static str,
+        /// The length the shapes call for (`usize::MAX` if it overflows).
+        expected: usize,
+        /// The length given.
+        got: usize,
+    },
+    /// A weight row is not a whole number of blocks.
+    #[error("{ty}: row length {ne0} is not a multiple of the block size {block_values}")]
+    RowNotBlocks {
+        /// The tensor type.
+        ty: GgmlType,
+        /// Weights per row.
+        ne0: usize,
+        /// Weights per block of `ty`.
+        block_values: usize,
+    },
+    /// The requested kernel level needs CPU features this machine lacks.
+    #[error("kernel level {requested} is not supported by this CPU (best: {detected})")]
+    LevelUnsupported {
+        /// The level asked for.
+        requested: crate::cpu::CpuLevel,
+        /// The best level this CPU supports.
+        detected: crate::cpu::CpuLevel,
     },
 }
 
@@ -222,7 +253,7 @@ pub fn block_geometry(ty: GgmlType) -> (usize, usize) {
 /// Checks that `bytes` and `values` are the same whole number of blocks.
 fn check_lengths(ty: GgmlType, bytes: usize, values: usize) -> Result<(), QuantError> {
     let (bv, bb) = block_geometry(ty);
-    if values % bv == 0 && bytes % bb == 0 && values / bv == bytes / bb {
+    if values.is_multiple_of(bv) && bytes.is_multiple_of(bb) && values / bv == bytes / bb {
         Ok(())
     } else {
         Err(QuantError::LengthMismatch {
