@@ -1,6 +1,15 @@
 //! `hearth`: run, inspect and serve GGUF models on the CPU.
 
+mod bench;
+mod chat;
+mod generate;
 mod inspect;
+mod perplexity;
+mod run;
+mod sampling_args;
+mod template;
+mod threads;
+mod tokenize;
 
 use std::path::PathBuf;
 
@@ -20,8 +29,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Generate text from a prompt (streams to stdout; speed on stderr).
+    Run(Box<run::RunArgs>),
     /// Summarize a GGUF file: architecture, size, tensor types; or dump it as JSON.
     Inspect(inspect::InspectArgs),
+    /// Measure prompt and generation speed (llama-bench's interface).
+    Bench(bench::BenchArgs),
+    /// Chat with a model through its chat template.
+    Chat(Box<chat::ChatArgs>),
+    /// Perplexity of a model on a text file (llama-perplexity's method).
+    Perplexity(perplexity::PerplexityArgs),
+    /// Text to token ids with a model's vocabulary (vocab-only GGUFs work too).
+    Tokenize(tokenize::TokenizeArgs),
+    /// Token ids back to text.
+    Detokenize(tokenize::DetokenizeArgs),
+    /// Render a conversation with the model's chat template (or a built-in one).
+    Template(template::TemplateArgs),
     /// Fetch the default model and llama.cpp's test vectors into the cache.
     FetchFixtures,
 }
@@ -29,7 +52,14 @@ enum Command {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run(args) => run::run(*args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Chat(args) => chat::run(*args),
+        Command::Perplexity(args) => perplexity::run(args),
+        Command::Tokenize(args) => tokenize::run_tokenize(args),
+        Command::Detokenize(args) => tokenize::run_detokenize(args),
+        Command::Template(args) => template::run(args),
         Command::FetchFixtures => fetch_fixtures(),
     }
 }

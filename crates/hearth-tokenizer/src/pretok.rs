@@ -696,7 +696,7 @@ fn split_digits(s: &mut Seg) {
             }
             let count = pos - first;
             let mut cur = first;
-            if count % 3 > 0 {
+            if !count.is_multiple_of(3) {
                 cur += count % 3;
                 s.add(cur);
             }

@@ -1,0 +1,121 @@
+//! `hearth run` end to end (tokenizer, model, sampler, CLI) against
+//! llama.cpp's greedy generations of the default model.
+
+mod common;
+
+use std::process::Command;
+
+use common::{gemma, hearth, repo_root};
+use serde_json::Value as Json;
+
+/// llama.cpp b1-0c1e570 greedy references for Gemma 3 270M Q4_K_M
+/// (ported from shared/reference; see crates/hearth-model/tests/fixtures/README.md).
+fn references() -> Vec<Json> {
+    let path = repo_root().join("crates/hearth-model/tests/fixtures/gemma3-270m-greedy.jsonl");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn run_json(prompt: &str, n: usize) -> Json {
+    let out = hearth(&[
+        "run".as_ref(),
+        "-m".as_ref(),
+        gemma().as_os_str(),
+        "-p".as_ref(),
+        prompt.as_ref(),
+        "-n".as_ref(),
+        n.to_string().as_ref(),
+        "--temp".as_ref(),
+        "0".as_ref(),
+        "--json".as_ref(),
+    ]);
+    serde_json::from_slice(&out).expect("run --json prints JSON")
+}
+
+#[test]
+fn greedy_run_reproduces_llama_cpp_on_the_default_model() {
+    const N: usize = 16;
+    let mut compared = 0;
+    for r in references().iter().filter(|r| {
+        ["v03_python", "v05_list", "v07_arith", "v09_multilingual"]
+            .contains(&r["id"].as_str().unwrap())
+    }) {
+        let ours = run_json(r["prompt"].as_str().unwrap(), N);
+        assert_eq!(
+            ours["prompt_tokens"], r["prompt_tokens"],
+            "{}: prompt tokens",
+            r["id"]
+        );
+        let (mut diff_sum, mut n_lp) = (0.0f64, 0usize);
+        for (i, step) in r["steps"].as_array().unwrap().iter().take(N).enumerate() {
+            let our_step = &ours["steps"][i];
+            assert_eq!(our_step["id"], step["id"], "{}: step {i}", r["id"]);
+            let their_top: Vec<(u64, f64)> = step["top10"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (t["id"].as_u64().unwrap(), t["logprob"].as_f64().unwrap()))
+                .collect();
+            for t in our_step["top"].as_array().unwrap() {
+                let id = t["id"].as_u64().unwrap();
+                if let Some(&(_, lp)) = their_top.iter().find(|(tid, _)| *tid == id) {
+                    diff_sum += (t["logprob"].as_f64().unwrap() - lp).abs();
+                    n_lp += 1;
+                }
+            }
+            compared += 1;
+            if step["margin"].as_f64().unwrap() < 0.05 {
+                break;
+            }
+        }
+        let mean = diff_sum / n_lp.max(1) as f64;
+        assert!(
+            mean < 0.05,
+            "{}: mean top-10 logprob difference {mean}",
+            r["id"]
+        );
+    }
+    assert!(compared >= 40, "compared only {compared} steps");
+}
+
+#[test]
+fn a_fixed_seed_gives_the_same_text() {
+    let run = |seed: &str| {
+        hearth(&[
+            "run".as_ref(),
+            "-m".as_ref(),
+            gemma().as_os_str(),
+            "-p".as_ref(),
+            "Once upon a time".as_ref(),
+            "-n".as_ref(),
+            "12".as_ref(),
+            "--temp".as_ref(),
+            "1.0".as_ref(),
+            "--seed".as_ref(),
+            seed.as_ref(),
+        ])
+    };
+    assert_eq!(run("7"), run("7"));
+}
+
+#[test]
+fn bad_sampling_parameters_are_rejected_with_their_name() {
+    for (flag, value, name) in [
+        ("--top-p", "1.5", "top_p"),
+        ("--temp", "NaN", "temperature"),
+        ("--top-k", "-3", "top_k"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["run", "-m"])
+            .arg(gemma())
+            .args(["-p", "hi", "-n", "1", flag, value])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(name), "{flag} {value}: {err}");
+    }
+}

@@ -1,0 +1,32 @@
+//! `qwen3` (llama.cpp `src/models/qwen3.cpp`): the llama layer with per-head RMS norms of Q and
+//! K before RoPE; the layer graph is [`super::llama::forward_layer`].
+
+use crate::config::{Keys, ModelConfig};
+use crate::error::ConfigError;
+use crate::layer::{blk, Ffn, Layer, Loader, Qkv};
+
+pub(crate) fn configure(_k: &Keys<'_>, _cfg: &mut ModelConfig) -> Result<(), ConfigError> {
+    Ok(())
+}
+
+pub(crate) fn load_layer(
+    l: &Loader<'_>,
+    il: usize,
+    cfg: &ModelConfig,
+) -> Result<Layer, ConfigError> {
+    let e = cfg.n_embd;
+    Ok(Layer {
+        attn_norm: l.vector(&blk(il, "attn_norm.weight"), e)?,
+        attn_norm_b: None,
+        qkv: Qkv::load(l, il, cfg)?,
+        q_norm: Some(l.vector(&blk(il, "attn_q_norm.weight"), cfg.head_dim_k)?),
+        k_norm: Some(l.vector(&blk(il, "attn_k_norm.weight"), cfg.head_dim_k)?),
+        wo: l.matrix(&blk(il, "attn_output.weight"), cfg.n_embd_q(), e)?,
+        bo: None,
+        attn_post_norm: None,
+        ffn_norm: l.vector(&blk(il, "ffn_norm.weight"), e)?,
+        ffn_norm_b: None,
+        ffn: Ffn::load_gated(l, il, cfg, false)?,
+        ffn_post_norm: None,
+    })
+}

@@ -1,0 +1,528 @@
+//! Loading tensors by name with shape checks, and the blocks every decoder layer is built from
+//! (attention with its projections, gated feed-forward). The architectures in [`crate::arch`]
+//! arrange these blocks the way their llama.cpp graph does.
+
+use hearth_gguf::{GgufFile, TensorInfo};
+use hearth_kernels::quant;
+
+use crate::attention::{attention, AttnParams};
+use crate::config::{matmul_supported, ModelConfig};
+use crate::error::{ConfigError, Result};
+use crate::kv_cache::LayerKv;
+use crate::ops::{self, matmul_as, RopeParams, Source, Weight};
+
+/// Looks tensors up by name and checks them against the config. Without a source (a "dry"
+/// loader) it only validates, which is how [`ModelConfig::from_gguf`] checks a file.
+pub(crate) struct Loader<'a> {
+    file: &'a GgufFile,
+    source: Option<Source>,
+}
+
+impl<'a> Loader<'a> {
+    pub(crate) fn new(file: &'a GgufFile, source: Option<Source>) -> Self {
+        Loader { file, source }
+    }
+
+    /// The tensor `name` if present, after checking its shape is `dims` (trailing 1s allowed,
+    /// as llama.cpp's `check_tensor_dims`).
+    fn find(&self, name: &str, dims: &[usize]) -> Result<Option<&'a TensorInfo>, ConfigError> {
+        let Some(info) = self.file.tensor(name) else {
+            return Ok(None);
+        };
+        let expected: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+        let ok = info.shape.len() >= expected.len()
+            && info.shape[..expected.len()] == expected[..]
+            && info.shape[expected.len()..].iter().all(|&d| d == 1);
+        if !ok {
+            return Err(ConfigError::TensorShape {
+                name: name.to_string(),
+                expected,
+                found: info.shape.clone(),
+            });
+        }
+        Ok(Some(info))
+    }
+
+    fn absolute_offset(&self, info: &TensorInfo) -> Result<usize, ConfigError> {
+        let err = || ConfigError::TensorData {
+            name: info.name.clone(),
+            offset: self.file.data_offset.saturating_add(info.offset),
+            size: info.size,
+            file_len: self.file.file_len,
+        };
+        let start = self
+            .file
+            .data_offset
+            .checked_add(info.offset)
+            .ok_or_else(err)?;
+        let end = start.checked_add(info.size).ok_or_else(err)?;
+        if end > self.file.file_len {
+            return Err(err());
+        }
+        if let Some(src) = &self.source {
+            if end > src.bytes().len() as u64 {
+                return Err(err());
+            }
+        }
+        usize::try_from(start).map_err(|_| err())
+    }
+
+    /// An optional matrix of `n_out` rows of `n_in` values.
+    pub(crate) fn matrix_opt(
+        &self,
+        name: &str,
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<Option<Weight>, ConfigError> {
+        let Some(info) = self.find(name, &[n_in, n_out])? else {
+            return Ok(None);
+        };
+        if !matmul_supported(info.ty) {
+            return Err(ConfigError::TensorType {
+                name: name.to_string(),
+                ty: info.ty,
+                reason: "hearth cannot multiply (no dequantizer or activation quantizer)",
+            });
+        }
+        if let Some(vdt) = ops::vec_dot_type(info.ty) {
+            if !n_in.is_multiple_of(quant::block_geometry(vdt).0) {
+                return Err(ConfigError::TensorType {
+                    name: name.to_string(),
+                    ty: info.ty,
+                    reason: "needs rows that are whole blocks of its activation type",
+                });
+            }
+        }
+        let offset = self.absolute_offset(info)?;
+        let source = self
+            .source
+            .clone()
+            .unwrap_or_else(|| Source::Owned(std::sync::Arc::from(Vec::new())));
+        Ok(Some(Weight::new(
+            name.to_string(),
+            info.ty,
+            n_in,
+            n_out,
+            source,
+            offset,
+        )))
+    }
+
+    /// A required matrix.
+    pub(crate) fn matrix(
+        &self,
+        name: &str,
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<Weight, ConfigError> {
+        self.matrix_opt(name, n_in, n_out)?
+            .ok_or_else(|| ConfigError::MissingTensor {
+                name: name.to_string(),
+            })
+    }
+
+    /// An optional vector of `n` values, converted to f32.
+    pub(crate) fn vector_opt(&self, name: &str, n: usize) -> Result<Option<Vec<f32>>, ConfigError> {
+        let Some(info) = self.find(name, &[n])? else {
+            return Ok(None);
+        };
+        if !quant::supports_dequantize(info.ty) {
+            return Err(ConfigError::TensorType {
+                name: name.to_string(),
+                ty: info.ty,
+                reason: "cannot be converted to f32",
+            });
+        }
+        let offset = self.absolute_offset(info)?;
+        let mut out = vec![0.0f32; n];
+        if let Some(src) = &self.source {
+            let bytes = src
+                .bytes()
+                .get(offset..offset + info.size as usize)
+                .ok_or_else(|| ConfigError::TensorData {
+                    name: name.to_string(),
+                    offset: offset as u64,
+                    size: info.size,
+                    file_len: self.file.file_len,
+                })?;
+            quant::dequantize(info.ty, bytes, &mut out).map_err(|_| ConfigError::TensorType {
+                name: name.to_string(),
+                ty: info.ty,
+                reason: "is not a whole number of blocks",
+            })?;
+        }
+        Ok(Some(out))
+    }
+
+    /// A required vector.
+    pub(crate) fn vector(&self, name: &str, n: usize) -> Result<Vec<f32>, ConfigError> {
+        self.vector_opt(name, n)?
+            .ok_or_else(|| ConfigError::MissingTensor {
+                name: name.to_string(),
+            })
+    }
+
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.file.tensor(name).is_some()
+    }
+}
+
+/// `blk.{il}.{suffix}`.
+pub(crate) fn blk(il: usize, suffix: &str) -> String {
+    format!("blk.{il}.{suffix}")
+}
+
+/// Q, K and V projections: separate matrices or one fused `attn_qkv`, each with optional bias.
+// One per layer, built once: the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Qkv {
+    Separate {
+        wq: Weight,
+        wk: Weight,
+        wv: Weight,
+        bq: Option<Vec<f32>>,
+        bk: Option<Vec<f32>>,
+        bv: Option<Vec<f32>>,
+    },
+    Fused {
+        w: Weight,
+        b: Option<Vec<f32>>,
+    },
+}
+
+impl Qkv {
+    /// `llama_model_base::create_tensor_qkv`: the fused tensor when present, else separate ones.
+    pub(crate) fn load(l: &Loader<'_>, il: usize, cfg: &ModelConfig) -> Result<Qkv, ConfigError> {
+        let (nq, nk, nv) = (cfg.n_embd_q(), cfg.n_embd_k_gqa(), cfg.n_embd_v_gqa());
+        let n_embd = cfg.n_embd;
+        if let Some(w) = l.matrix_opt(&blk(il, "attn_qkv.weight"), n_embd, nq + nk + nv)? {
+            let b = match l.vector_opt(&blk(il, "attn_qkv.bias"), nq + nk + nv)? {
+                Some(b) => Some(b),
+                None => {
+                    let bq = l.vector_opt(&blk(il, "attn_q.bias"), nq)?;
+                    let bk = l.vector_opt(&blk(il, "attn_k.bias"), nk)?;
+                    let bv = l.vector_opt(&blk(il, "attn_v.bias"), nv)?;
+                    match (bq, bk, bv) {
+                        (Some(mut q), Some(k), Some(v)) => {
+                            q.extend(k);
+                            q.extend(v);
+                            Some(q)
+                        }
+                        _ => None,
+                    }
+                }
+            };
+            return Ok(Qkv::Fused { w, b });
+        }
+        Ok(Qkv::Separate {
+            wq: l.matrix(&blk(il, "attn_q.weight"), n_embd, nq)?,
+            wk: l.matrix(&blk(il, "attn_k.weight"), n_embd, nk)?,
+            wv: l.matrix(&blk(il, "attn_v.weight"), n_embd, nv)?,
+            bq: l.vector_opt(&blk(il, "attn_q.bias"), nq)?,
+            bk: l.vector_opt(&blk(il, "attn_k.bias"), nk)?,
+            bv: l.vector_opt(&blk(il, "attn_v.bias"), nv)?,
+        })
+    }
+
+    /// Projects `n` rows of `x`; returns (Q, K, V) as row-major `[n][width]`.
+    pub(crate) fn project(
+        &self,
+        x: &[f32],
+        n: usize,
+        cfg: &ModelConfig,
+        per_token: bool,
+    ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let (nq, nk, nv) = (cfg.n_embd_q(), cfg.n_embd_k_gqa(), cfg.n_embd_v_gqa());
+        match self {
+            Qkv::Separate {
+                wq,
+                wk,
+                wv,
+                bq,
+                bk,
+                bv,
+            } => {
+                let mut q = vec![0.0; n * nq];
+                let mut k = vec![0.0; n * nk];
+                let mut v = vec![0.0; n * nv];
+                matmul_as(wq, x, n, &mut q, per_token)?;
+                if let Some(b) = bq {
+                    ops::add_bias(&mut q, b);
+                }
+                matmul_as(wk, x, n, &mut k, per_token)?;
+                if let Some(b) = bk {
+                    ops::add_bias(&mut k, b);
+                }
+                matmul_as(wv, x, n, &mut v, per_token)?;
+                if let Some(b) = bv {
+                    ops::add_bias(&mut v, b);
+                }
+                Ok((q, k, v))
+            }
+            Qkv::Fused { w, b } => {
+                let width = nq + nk + nv;
+                let mut qkv = vec![0.0; n * width];
+                matmul_as(w, x, n, &mut qkv, per_token)?;
+                if let Some(b) = b {
+                    ops::add_bias(&mut qkv, b);
+                }
+                let mut q = Vec::with_capacity(n * nq);
+                let mut k = Vec::with_capacity(n * nk);
+                let mut v = Vec::with_capacity(n * nv);
+                for row in qkv.chunks_exact(width) {
+                    q.extend_from_slice(&row[..nq]);
+                    k.extend_from_slice(&row[nq..nq + nk]);
+                    v.extend_from_slice(&row[nq + nk..]);
+                }
+                Ok((q, k, v))
+            }
+        }
+    }
+}
+
+/// Feed-forward weights: separate gate and up, or one fused `ffn_up` of twice the width whose
+/// first half is the gate (phi3).
+pub(crate) enum Ffn {
+    Gated {
+        gate: Weight,
+        up: Weight,
+        down: Weight,
+        gate_b: Option<Vec<f32>>,
+        up_b: Option<Vec<f32>>,
+        down_b: Option<Vec<f32>>,
+    },
+    FusedGateUp {
+        up: Weight,
+        down: Weight,
+    },
+}
+
+/// The gating activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Act {
+    /// `silu(gate) * up` (`LLM_FFN_SILU` + `LLM_FFN_PAR`, `LLM_FFN_SWIGLU`).
+    Silu,
+    /// `gelu_tanh(gate) * up` (`LLM_FFN_GELU` + `LLM_FFN_PAR`).
+    Gelu,
+}
+
+impl Ffn {
+    pub(crate) fn load_gated(
+        l: &Loader<'_>,
+        il: usize,
+        cfg: &ModelConfig,
+        biases: bool,
+    ) -> Result<Ffn, ConfigError> {
+        let (e, f) = (cfg.n_embd, cfg.n_ff);
+        let opt = |name: &str, n: usize| -> Result<Option<Vec<f32>>, ConfigError> {
+            if biases {
+                l.vector_opt(&blk(il, name), n)
+            } else {
+                Ok(None)
+            }
+        };
+        Ok(Ffn::Gated {
+            gate: l.matrix(&blk(il, "ffn_gate.weight"), e, f)?,
+            up: l.matrix(&blk(il, "ffn_up.weight"), e, f)?,
+            down: l.matrix(&blk(il, "ffn_down.weight"), f, e)?,
+            gate_b: opt("ffn_gate.bias", f)?,
+            up_b: opt("ffn_up.bias", f)?,
+            down_b: opt("ffn_down.bias", e)?,
+        })
+    }
+
+    pub(crate) fn load_fused(
+        l: &Loader<'_>,
+        il: usize,
+        cfg: &ModelConfig,
+    ) -> Result<Ffn, ConfigError> {
+        let (e, f) = (cfg.n_embd, cfg.n_ff);
+        Ok(Ffn::FusedGateUp {
+            up: l.matrix(&blk(il, "ffn_up.weight"), e, 2 * f)?,
+            down: l.matrix(&blk(il, "ffn_down.weight"), f, e)?,
+        })
+    }
+
+    /// `build_ffn`: the gated feed-forward of `n` rows.
+    pub(crate) fn forward(
+        &self,
+        x: &[f32],
+        n: usize,
+        cfg: &ModelConfig,
+        act: Act,
+        per_token: bool,
+    ) -> Result<Vec<f32>> {
+        let (e, f) = (cfg.n_embd, cfg.n_ff);
+        let apply = |g: &[f32], u: &[f32], y: &mut [f32]| match act {
+            Act::Silu => ops::swiglu(g, u, y),
+            Act::Gelu => ops::geglu(g, u, y),
+        };
+        let mut h = vec![0.0f32; n * f];
+        let down = match self {
+            Ffn::Gated {
+                gate,
+                up,
+                down,
+                gate_b,
+                up_b,
+                down_b: _,
+            } => {
+                let mut u = vec![0.0f32; n * f];
+                matmul_as(up, x, n, &mut u, per_token)?;
+                if let Some(b) = up_b {
+                    ops::add_bias(&mut u, b);
+                }
+                let mut g = vec![0.0f32; n * f];
+                matmul_as(gate, x, n, &mut g, per_token)?;
+                if let Some(b) = gate_b {
+                    ops::add_bias(&mut g, b);
+                }
+                for ((gr, ur), hr) in g
+                    .chunks_exact(f)
+                    .zip(u.chunks_exact(f))
+                    .zip(h.chunks_exact_mut(f))
+                {
+                    apply(gr, ur, hr);
+                }
+                down
+            }
+            Ffn::FusedGateUp { up, down } => {
+                let mut gu = vec![0.0f32; n * 2 * f];
+                matmul_as(up, x, n, &mut gu, per_token)?;
+                for (row, hr) in gu.chunks_exact(2 * f).zip(h.chunks_exact_mut(f)) {
+                    apply(&row[..f], &row[f..], hr);
+                }
+                down
+            }
+        };
+        let mut y = vec![0.0f32; n * e];
+        matmul_as(down, &h, n, &mut y, per_token)?;
+        if let Ffn::Gated {
+            down_b: Some(b), ..
+        } = self
+        {
+            ops::add_bias(&mut y, b);
+        }
+        Ok(y)
+    }
+}
+
+/// The tensors of one decoder layer (the union of what the supported architectures use).
+pub(crate) struct Layer {
+    pub(crate) attn_norm: Vec<f32>,
+    pub(crate) attn_norm_b: Option<Vec<f32>>,
+    pub(crate) qkv: Qkv,
+    pub(crate) q_norm: Option<Vec<f32>>,
+    pub(crate) k_norm: Option<Vec<f32>>,
+    pub(crate) wo: Weight,
+    pub(crate) bo: Option<Vec<f32>>,
+    pub(crate) attn_post_norm: Option<Vec<f32>>,
+    pub(crate) ffn_norm: Vec<f32>,
+    pub(crate) ffn_norm_b: Option<Vec<f32>>,
+    pub(crate) ffn: Ffn,
+    pub(crate) ffn_post_norm: Option<Vec<f32>>,
+}
+
+/// How one layer's attention block is set up.
+pub(crate) struct AttnSpec {
+    /// `ggml_scale` applied to Q after RoPE (gemma, phi3), if any.
+    pub(crate) q_prescale: Option<f32>,
+    /// Scale inside the attention (`kq_scale`).
+    pub(crate) kq_scale: f32,
+    /// Attention logit soft-capping.
+    pub(crate) softcap: Option<f32>,
+}
+
+/// Everything about the batch that is the same for every layer.
+pub(crate) struct Batch<'a> {
+    /// Positions of the batch's tokens.
+    pub(crate) pos: &'a [i64],
+    /// RoPE frequency divisors (`rope_freqs`, or phi3's long/short factors).
+    pub(crate) rope_factors: Option<&'a [f32]>,
+    /// Compute every row as llama.cpp computes a one-token batch.
+    pub(crate) per_token: bool,
+}
+
+/// `build_qkv` -> optional Q/K RMS norm -> RoPE -> optional Q scale -> KV store -> attention ->
+/// output projection (+ bias), for `n` normalized input rows `x`.
+pub(crate) fn attention_block(
+    cfg: &ModelConfig,
+    layer: &Layer,
+    il: usize,
+    x: &[f32],
+    batch: &Batch<'_>,
+    cache: &mut LayerKv,
+    spec: &AttnSpec,
+) -> Result<Vec<f32>> {
+    let n = batch.pos.len();
+    let (mut q, mut k, v) = layer.qkv.project(x, n, cfg, batch.per_token)?;
+    if let Some(w) = &layer.q_norm {
+        ops::rms_norm_inplace(&mut q, w, cfg.rms_eps);
+    }
+    if let Some(w) = &layer.k_norm {
+        ops::rms_norm_inplace(&mut k, w, cfg.rms_eps);
+    }
+    let rope = rope_params(cfg, il, batch.rope_factors);
+    let (nq, nk, nv) = (cfg.n_embd_q(), cfg.n_embd_k_gqa(), cfg.n_embd_v_gqa());
+    let mut cache_buf = Vec::new();
+    for (t, &p) in batch.pos.iter().enumerate() {
+        rope.cache(p, &mut cache_buf);
+        rope.apply(&mut q[t * nq..(t + 1) * nq], cfg.head_dim_k, &cache_buf);
+        rope.apply(&mut k[t * nk..(t + 1) * nk], cfg.head_dim_k, &cache_buf);
+    }
+    if let Some(s) = spec.q_prescale {
+        ops::scale_inplace(&mut q, s);
+    }
+    for (t, &p) in batch.pos.iter().enumerate() {
+        cache.push(p, &k[t * nk..(t + 1) * nk], &v[t * nv..(t + 1) * nv]);
+    }
+    let params = AttnParams {
+        n_head: cfg.n_head,
+        n_head_kv: cfg.n_head_kv,
+        head_dim_k: cfg.head_dim_k,
+        head_dim_v: cfg.head_dim_v,
+        scale: spec.kq_scale,
+        softcap: spec.softcap,
+        window: cache.window,
+    };
+    let mut attn = vec![0.0f32; n * cfg.n_head * cfg.head_dim_v];
+    attention(&q, batch.pos, cache, &params, &mut attn, batch.per_token);
+    let mut out = vec![0.0f32; n * cfg.n_embd];
+    matmul_as(&layer.wo, &attn, n, &mut out, batch.per_token)?;
+    if let Some(b) = &layer.bo {
+        ops::add_bias(&mut out, b);
+    }
+    Ok(out)
+}
+
+/// RoPE parameters of layer `il`.
+pub(crate) fn rope_params<'a>(
+    cfg: &ModelConfig,
+    il: usize,
+    factors: Option<&'a [f32]>,
+) -> RopeParams<'a> {
+    let (base, scale) = cfg.rope_freq(il);
+    let r = &cfg.rope;
+    RopeParams::new(
+        r.kind == crate::config::RopeKind::Neox,
+        r.n_rot,
+        r.n_ctx_orig,
+        base,
+        scale,
+        r.ext_factor,
+        r.attn_factor,
+        r.beta_fast,
+        r.beta_slow,
+        factors,
+    )
+}
+
+/// Keeps only `rows` (batch indices) of a row-major `[n][width]` buffer (`ggml_get_rows` with
+/// `inp_out_ids`).
+pub(crate) fn select_rows(x: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
+    let mut out = Vec::with_capacity(rows.len() * width);
+    for &r in rows {
+        out.extend_from_slice(&x[r * width..(r + 1) * width]);
+    }
+    out
+}

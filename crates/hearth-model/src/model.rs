@@ -1,0 +1,451 @@
+//! [`Model`]: a loaded GGUF model and its forward pass.
+
+use std::sync::Arc;
+
+use hearth_gguf::{GgufFile, MappedGguf};
+
+use crate::arch;
+use crate::config::ModelConfig;
+use crate::error::{ConfigError, ModelError, Result};
+use crate::kv_cache::{KvCache, KvType};
+use crate::layer::{self, rope_params, Batch, Layer, Loader};
+use crate::ops::{self, matmul_as, Source, Weight};
+
+/// Largest number of tokens evaluated in one step; longer batches are split like llama.cpp's
+/// micro-batches (`n_ubatch`, 512 by default), which also decides which attention kernel ggml
+/// uses for each part.
+pub const N_UBATCH: usize = 512;
+
+/// How the rows of a batch are computed.
+///
+/// llama.cpp's CPU kernels sum in different orders depending on how many rows a micro-batch has
+/// (e.g. `gemm` vs `gemv` for repacked Q4_K, the tiled K-quant matmul from 8 rows, tiled flash
+/// attention from 64 rows), so the same tokens give slightly different floating-point results
+/// when evaluated as one batch or one at a time. Both of llama.cpp's behaviours are available.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BatchNumerics {
+    /// As llama.cpp computes a micro-batch of this many tokens (prompt processing).
+    #[default]
+    Batched,
+    /// Every token as llama.cpp computes a batch of one token (a decode step), while still
+    /// sharing the work of the batch: a teacher-forced batch gives the logits an incremental
+    /// decode would.
+    PerToken,
+}
+
+/// Which positions of a batch to compute logits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogitsFor {
+    /// Only the last token (prompt processing before sampling).
+    Last,
+    /// Every token of the batch.
+    All,
+    /// The last `n` tokens of the batch.
+    LastN(usize),
+}
+
+/// Logits of some positions of a batch: one row of `n_vocab` raw scores per position.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Logits {
+    n_vocab: usize,
+    /// Batch indices of the rows.
+    rows: Vec<usize>,
+    data: Vec<f32>,
+}
+
+impl Logits {
+    /// Vocabulary size (length of each row).
+    pub fn n_vocab(&self) -> usize {
+        self.n_vocab
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Batch index of each row, ascending.
+    pub fn batch_indices(&self) -> &[usize] {
+        &self.rows
+    }
+
+    /// Row `i` (in the order of [`Logits::batch_indices`]).
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.n_vocab..(i + 1) * self.n_vocab]
+    }
+
+    /// The last row (the last requested position); empty when no row was requested.
+    pub fn last(&self) -> &[f32] {
+        match self.rows.len() {
+            0 => &[],
+            n => self.row(n - 1),
+        }
+    }
+
+    /// Rows in order.
+    pub fn rows(&self) -> impl Iterator<Item = &[f32]> {
+        self.data.chunks_exact(self.n_vocab)
+    }
+
+    /// All rows, row-major.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+}
+
+/// RoPE frequency factors of the model (global tensors).
+#[derive(Default)]
+struct RopeFactors {
+    /// `rope_freqs.weight` (llama 3).
+    freqs: Option<Vec<f32>>,
+    /// `rope_factors_long/short.weight` (phi3 LongRoPE), chosen by context size.
+    long: Option<Vec<f32>>,
+    short: Option<Vec<f32>>,
+}
+
+pub(crate) struct Weights {
+    tok_embd: Weight,
+    output_norm: Vec<f32>,
+    output_norm_b: Option<Vec<f32>>,
+    output: Weight,
+    output_b: Option<Vec<f32>>,
+    rope: RopeFactors,
+    layers: Vec<Layer>,
+}
+
+/// Loads (or, with a dry loader, only checks) every tensor of the model.
+pub(crate) fn load_weights(l: &Loader<'_>, cfg: &ModelConfig) -> Result<Weights, ConfigError> {
+    let (e, v) = (cfg.n_embd, cfg.n_vocab);
+    let tok_embd = l.matrix("token_embd.weight", e, v)?;
+    let output_norm = l.vector("output_norm.weight", e)?;
+    let output_norm_b = l.vector_opt("output_norm.bias", e)?;
+    let output = match arch::uses_output_tensor(cfg.arch) {
+        true => l.matrix_opt("output.weight", e, v)?,
+        false => None,
+    }
+    .unwrap_or_else(|| tok_embd.clone());
+    let output_b = l.vector_opt("output.bias", v)?;
+    let half = cfg.rope.n_rot / 2;
+    let rope = RopeFactors {
+        freqs: l.vector_opt("rope_freqs.weight", half)?,
+        long: l.vector_opt("rope_factors_long.weight", half)?,
+        short: l.vector_opt("rope_factors_short.weight", half)?,
+    };
+    let layers = (0..cfg.n_layer)
+        .map(|il| arch::load_layer(l, il, cfg))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Weights {
+        tok_embd,
+        output_norm,
+        output_norm_b,
+        output,
+        output_b,
+        rope,
+        layers,
+    })
+}
+
+/// A model ready to run: its config and its weights (kept in the file's types, in the map).
+pub struct Model {
+    cfg: ModelConfig,
+    w: Weights,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("cfg", &self.cfg).finish()
+    }
+}
+
+impl Model {
+    /// Loads the model of a memory-mapped GGUF file.
+    pub fn load(gguf: Arc<MappedGguf>) -> Result<Model> {
+        let cfg = ModelConfig::from_metadata_and_embd(gguf.file())?;
+        let source = Source::Mapped(gguf.clone());
+        let w = load_weights(&Loader::new(gguf.file(), Some(source)), &cfg)?;
+        Ok(Model { cfg, w })
+    }
+
+    /// Loads a model from a GGUF file held in memory.
+    pub fn from_bytes(bytes: Arc<[u8]>) -> Result<Model> {
+        let file = GgufFile::parse(&bytes)?;
+        let cfg = ModelConfig::from_metadata_and_embd(&file)?;
+        let w = load_weights(
+            &Loader::new(&file, Some(Source::Owned(bytes.clone()))),
+            &cfg,
+        )?;
+        Ok(Model { cfg, w })
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+
+    /// Vocabulary size.
+    pub fn n_vocab(&self) -> usize {
+        self.cfg.n_vocab
+    }
+
+    /// A fresh KV cache of `n_ctx` positions for this model.
+    pub fn new_kv_cache(&self, n_ctx: usize, kv_type: KvType) -> Result<KvCache> {
+        let windows: Vec<Option<usize>> = (0..self.cfg.n_layer)
+            .map(|il| self.cfg.is_swa(il).then_some(self.cfg.sliding_window))
+            .collect();
+        KvCache::new(
+            n_ctx,
+            kv_type,
+            &windows,
+            self.cfg.n_embd_k_gqa(),
+            self.cfg.n_embd_v_gqa(),
+        )
+    }
+
+    fn check_cache(&self, kv: &KvCache) -> Result<()> {
+        let shape = (
+            self.cfg.n_layer,
+            self.cfg.n_embd_k_gqa(),
+            self.cfg.n_embd_v_gqa(),
+        );
+        if kv.shape != shape {
+            return Err(ModelError::KvCache {
+                reason: format!(
+                    "made for (layers, K width, V width) = {:?}, this model has {shape:?}",
+                    kv.shape
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The batches llama-server evaluates a prompt of `n_prompt` tokens in. For models with a
+    /// sliding window it ends a batch 4 + n_ubatch and 4 tokens before the end of the prompt,
+    /// to save context checkpoints (`tools/server/server-context.cpp`, llama.cpp PR 20288).
+    /// Since ggml's kernels depend on the batch size, evaluating a prompt in these batches is
+    /// what reproduces llama-server's results bit for bit; other splits give results that
+    /// differ in the last bits.
+    pub fn prompt_batches_like_llama_server(&self, n_prompt: usize) -> Vec<std::ops::Range<usize>> {
+        let mut cuts: Vec<usize> = Vec::new();
+        if self.cfg.sliding_window > 0 {
+            cuts.extend(
+                [4 + N_UBATCH, 4]
+                    .iter()
+                    .filter(|&&off| n_prompt > off)
+                    .map(|&off| n_prompt - off),
+            );
+        }
+        cuts.push(n_prompt);
+        let mut out = Vec::new();
+        let mut start = 0;
+        for c in cuts {
+            if c > start {
+                out.push(start..c);
+                start = c;
+            }
+        }
+        out
+    }
+
+    /// RoPE frequency factors for a context of `n_ctx` (`llama_model::get_rope_factors`).
+    fn rope_factors(&self, n_ctx: usize) -> Option<&[f32]> {
+        let r = &self.w.rope;
+        if let Some(f) = &r.freqs {
+            return Some(f);
+        }
+        if n_ctx > self.cfg.rope.n_ctx_orig {
+            r.long.as_deref()
+        } else {
+            r.short.as_deref()
+        }
+    }
+
+    /// Evaluates `tokens` at the positions following those already in `kv`, stores their K and V
+    /// in `kv`, and returns the logits of the positions `logits_for` asks for.
+    ///
+    /// A batch that does not fit in the context is an error ([`ModelError::ContextOverflow`])
+    /// unless the cache asks for a context shift ([`KvCache::with_context_shift`]).
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        kv: &mut KvCache,
+        logits_for: LogitsFor,
+    ) -> Result<Logits> {
+        self.forward_with(tokens, kv, logits_for, BatchNumerics::Batched)
+    }
+
+    /// [`Model::forward`] with a choice of [`BatchNumerics`].
+    pub fn forward_with(
+        &self,
+        tokens: &[u32],
+        kv: &mut KvCache,
+        logits_for: LogitsFor,
+        numerics: BatchNumerics,
+    ) -> Result<Logits> {
+        let per_token = numerics == BatchNumerics::PerToken;
+        let n = tokens.len();
+        if n == 0 {
+            return Err(ModelError::EmptyBatch);
+        }
+        self.check_cache(kv)?;
+        if let Some((index, &id)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| id as usize >= self.cfg.n_vocab)
+        {
+            return Err(ModelError::TokenOutOfRange {
+                id,
+                index,
+                n_vocab: self.cfg.n_vocab,
+            });
+        }
+        let rows: Vec<usize> = match logits_for {
+            LogitsFor::Last => vec![n - 1],
+            LogitsFor::All => (0..n).collect(),
+            LogitsFor::LastN(k) => {
+                if k > n {
+                    return Err(ModelError::LogitsRows {
+                        requested: k,
+                        n_tokens: n,
+                    });
+                }
+                (n - k..n).collect()
+            }
+        };
+        self.make_room(kv, n)?;
+
+        let mut data = Vec::with_capacity(rows.len() * self.cfg.n_vocab);
+        for (c, chunk) in tokens.chunks(N_UBATCH).enumerate() {
+            let base = c * N_UBATCH;
+            let keep: Vec<usize> = rows
+                .iter()
+                .filter(|&&r| r >= base && r < base + chunk.len())
+                .map(|&r| r - base)
+                .collect();
+            let logits = self.forward_ubatch(chunk, kv, &keep, per_token)?;
+            data.extend_from_slice(&logits);
+        }
+        Ok(Logits {
+            n_vocab: self.cfg.n_vocab,
+            rows,
+            data,
+        })
+    }
+
+    /// Checks the context size and shifts the context if the cache asks for it.
+    fn make_room(&self, kv: &mut KvCache, n: usize) -> Result<()> {
+        if kv.n_past + n <= kv.n_ctx {
+            return Ok(());
+        }
+        let Some(n_keep) = kv.context_shift else {
+            return Err(ModelError::ContextOverflow {
+                n_past: kv.n_past,
+                n_tokens: n,
+                n_ctx: kv.n_ctx,
+            });
+        };
+        while kv.n_past + n > kv.n_ctx {
+            let n_keep_eff = n_keep.min(kv.n_past);
+            let n_left = kv.n_past - n_keep_eff;
+            let n_discard = n_left / 2;
+            if n_discard == 0 {
+                return Err(ModelError::ContextShiftImpossible {
+                    n_tokens: n,
+                    n_ctx: kv.n_ctx,
+                    n_keep,
+                });
+            }
+            self.shift_context(kv, n_keep_eff, n_discard);
+        }
+        Ok(())
+    }
+
+    /// Removes positions `n_keep .. n_keep + n_discard` from the cache and moves the later ones
+    /// down, re-rotating their keys (`llama_memory_seq_rm` + `llama_memory_seq_add`, as
+    /// llama-server's context shift does).
+    pub fn shift_context(&self, kv: &mut KvCache, n_keep: usize, n_discard: usize) {
+        let n_keep = n_keep.min(kv.n_past);
+        let n_discard = n_discard.min(kv.n_past - n_keep);
+        if n_discard == 0 {
+            return;
+        }
+        let factors = self.rope_factors(kv.n_ctx);
+        let cfg = &self.cfg;
+        let mut cache = Vec::new();
+        kv.discard(n_keep, n_keep + n_discard, |il, row, delta| {
+            let rope = rope_params(cfg, il, factors);
+            rope.cache(delta, &mut cache);
+            rope.apply(row, cfg.head_dim_k, &cache);
+        });
+    }
+
+    /// One micro-batch; returns the logits of the batch rows `keep`.
+    fn forward_ubatch(
+        &self,
+        tokens: &[u32],
+        kv: &mut KvCache,
+        keep: &[usize],
+        per_token: bool,
+    ) -> Result<Vec<f32>> {
+        let cfg = &self.cfg;
+        let n = tokens.len();
+        let e = cfg.n_embd;
+        let pos0 = kv.n_past as i64;
+        let pos: Vec<i64> = (0..n as i64).map(|i| pos0 + i).collect();
+
+        // build_inp_embd: rows of token_embd, then the architecture's scale.
+        let mut x = vec![0.0f32; n * e];
+        for (row, &t) in x.chunks_exact_mut(e).zip(tokens) {
+            self.w.tok_embd.dequantize_row(t as usize, row)?;
+        }
+        if let Some(s) = arch::embed_scale(cfg) {
+            ops::scale_inplace(&mut x, s);
+        }
+
+        let batch = Batch {
+            pos: &pos,
+            rope_factors: self.rope_factors(kv.n_ctx),
+            per_token,
+        };
+        for (il, layer) in self.w.layers.iter().enumerate() {
+            let cache = &mut kv.layers[il];
+            cache.evict_for(pos0);
+            let last = (il + 1 == cfg.n_layer).then_some(keep);
+            x = arch::forward_layer(cfg, layer, il, x, &batch, cache, last)?;
+        }
+        kv.n_past += n;
+        if keep.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = keep.len();
+        let mut h = vec![0.0f32; rows * e];
+        ops::rms_norm(
+            &x,
+            &self.w.output_norm,
+            self.w.output_norm_b.as_deref(),
+            cfg.rms_eps,
+            &mut h,
+        );
+        let mut logits = vec![0.0f32; rows * cfg.n_vocab];
+        matmul_as(&self.w.output, &h, rows, &mut logits, per_token)?;
+        if let Some(b) = &self.w.output_b {
+            ops::add_bias(&mut logits, b);
+        }
+        if let Some(c) = cfg.final_softcap {
+            ops::softcap_inplace(&mut logits, c);
+        }
+        Ok(logits)
+    }
+}
+
+/// Keeps `rows` of `x` if `keep` is given (the last layer's `inp_out_ids`).
+pub(crate) fn keep_rows(x: Vec<f32>, width: usize, keep: Option<&[usize]>) -> Vec<f32> {
+    match keep {
+        Some(rows) => layer::select_rows(&x, width, rows),
+        None => x,
+    }
+}

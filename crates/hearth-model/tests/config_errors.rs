@@ -1,0 +1,213 @@
+//! A GGUF that does not describe a runnable model is a typed error naming the key or tensor
+//! (shared/RELIABILITY.md: "required key missing or of the wrong type, head_count 0, n_embd not
+//! divisible by heads, kv heads not dividing heads, tensor shapes disagreeing with the config ->
+//! Err naming the key/tensor"). Every case is a small GGUF written in memory.
+
+mod tiny;
+
+use hearth_gguf::Value;
+use hearth_model::{Arch, ConfigError, ModelConfig, ModelError};
+use tiny::Tiny;
+
+fn config_err(t: &Tiny) -> ConfigError {
+    ModelConfig::from_gguf(&t.file()).expect_err("config should be refused")
+}
+
+#[test]
+fn the_tiny_model_is_valid() {
+    let cfg = ModelConfig::from_gguf(&Tiny::default().file()).unwrap();
+    assert_eq!(cfg.arch, Arch::Llama);
+    assert_eq!(
+        (cfg.n_vocab, cfg.n_embd, cfg.n_head, cfg.n_head_kv),
+        (16, 32, 2, 1)
+    );
+    assert_eq!((cfg.head_dim_k, cfg.head_dim_v, cfg.n_ff), (16, 16, 64));
+    assert!(!cfg.tied_output);
+}
+
+#[test]
+fn missing_required_key_is_named() {
+    for key in [
+        "llama.embedding_length",
+        "llama.block_count",
+        "llama.attention.head_count",
+        "llama.feed_forward_length",
+        "llama.context_length",
+        "llama.attention.layer_norm_rms_epsilon",
+        "general.architecture",
+    ] {
+        let t = Tiny {
+            omit_keys: vec![key.to_string()],
+            ..Tiny::default()
+        };
+        match config_err(&t) {
+            ConfigError::MissingKey { key: k } => assert_eq!(k, key),
+            e => panic!("{key}: unexpected {e:?}"),
+        }
+    }
+}
+
+#[test]
+fn key_of_the_wrong_type_is_named() {
+    let mut bytes_src = Tiny::default().file();
+    bytes_src
+        .metadata
+        .set("llama.block_count", Value::String("two".into()));
+    match ModelConfig::from_gguf(&bytes_src).unwrap_err() {
+        ConfigError::BadValue { key, .. } => assert_eq!(key, "llama.block_count"),
+        e => panic!("unexpected {e:?}"),
+    }
+}
+
+#[test]
+fn zero_heads_is_refused() {
+    let t = Tiny {
+        n_head: 0,
+        ..Tiny::default()
+    };
+    match config_err(&t) {
+        ConfigError::Zero { key } => assert_eq!(key, "llama.attention.head_count"),
+        e => panic!("unexpected {e:?}"),
+    }
+}
+
+#[test]
+fn zero_kv_heads_is_refused() {
+    let t = Tiny {
+        n_head_kv: 0,
+        ..Tiny::default()
+    };
+    match config_err(&t) {
+        ConfigError::Zero { key } => assert_eq!(key, "llama.attention.head_count_kv"),
+        e => panic!("unexpected {e:?}"),
+    }
+}
+
+#[test]
+fn embedding_width_not_divisible_by_heads_is_refused() {
+    let t = Tiny {
+        n_head: 3,
+        n_head_kv: 1,
+        ..Tiny::default()
+    };
+    match config_err(&t) {
+        ConfigError::EmbdNotDivisible {
+            key,
+            n_embd,
+            n_head,
+        } => {
+            assert_eq!(key, "llama.embedding_length");
+            assert_eq!((n_embd, n_head), (32, 3));
+        }
+        e => panic!("unexpected {e:?}"),
+    }
+}
+
+#[test]
+fn kv_heads_not_dividing_heads_is_refused() {
+    let t = Tiny {
+        n_head: 4,
+        n_head_kv: 3,
+        ..Tiny::default()
+    };
+    match config_err(&t) {
+        ConfigError::KvHeadsNotDividing {
+            key,
+            n_head,
+            n_head_kv,
+        } => {
+            assert_eq!(key, "llama.attention.head_count_kv");
+            assert_eq!((n_head, n_head_kv), (4, 3));
+        }
+        e => panic!("unexpected {e:?}"),
+    }
+}
+
+#[test]
+fn tensor_shape_disagreeing_with_the_config_is_named() {
+    let t = Tiny {
+        bad_shapes: vec![("blk.0.attn_k.weight".into(), vec![32, 32])],
+        ..Tiny::default()
+    };
+    match config_err(&t) {
+        ConfigError::TensorShape {
+            name,
+            expected,
+            found,
+        } => {
+            assert_eq!(name, "blk.0.attn_k.weight");
+            assert_eq!(expected, vec![32, 16]);
+            assert_eq!(found, vec![32, 32]);
+        }
+        e => panic!("unexpected {e:?}"),
+    }
+    // Also reported by Model::from_bytes, as ModelError::Config.
+    let err = hearth_model::Model::from_bytes(std::sync::Arc::from(t.bytes())).unwrap_err();
+    assert!(
+        matches!(err, ModelError::Config(ConfigError::TensorShape { .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let t = Tiny {
+        omit_tensors: vec!["blk.0.ffn_down.weight".into()],
+        ..Tiny::default()
+    };
+    match config_err(&t) {
+        ConfigError::MissingTensor { name } => assert_eq!(name, "blk.0.ffn_down.weight"),
+        e => panic!("unexpected {e:?}"),
+    }
+}
+
+#[test]
+fn vocabulary_disagreeing_with_the_embedding_is_refused() {
+    let mut file = Tiny::default().file();
+    file.metadata.set(
+        "tokenizer.ggml.tokens",
+        Value::Array(hearth_gguf::Array::String(vec!["a".into(); 10])),
+    );
+    match ModelConfig::from_gguf(&file).unwrap_err() {
+        ConfigError::VocabMismatch {
+            name,
+            n_tokens,
+            n_rows,
+        } => {
+            assert_eq!(name, "token_embd.weight");
+            assert_eq!((n_tokens, n_rows), (10, 16));
+        }
+        e => panic!("unexpected {e:?}"),
+    }
+}
+
+#[test]
+fn unsupported_architecture_is_named() {
+    let t = Tiny {
+        arch: "mamba",
+        ..Tiny::default()
+    };
+    match config_err(&t) {
+        ConfigError::UnsupportedArchitecture { arch, supported } => {
+            assert_eq!(arch, "mamba");
+            assert!(supported.contains("gemma3"));
+        }
+        e => panic!("unexpected {e:?}"),
+    }
+}
+
+#[test]
+fn a_missing_output_head_ties_it_to_the_embedding() {
+    let t = Tiny {
+        omit_tensors: vec!["output.weight".into()],
+        ..Tiny::default()
+    };
+    let cfg = ModelConfig::from_gguf(&t.file()).unwrap();
+    assert!(cfg.tied_output);
+    let model = t.model();
+    let mut kv = model.new_kv_cache(16, hearth_model::KvType::F16).unwrap();
+    let l = model
+        .forward(&[1, 2, 3], &mut kv, hearth_model::LogitsFor::Last)
+        .unwrap();
+    assert_eq!(l.n_vocab(), 16);
+}

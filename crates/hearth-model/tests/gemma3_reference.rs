@@ -1,0 +1,90 @@
+//! Gemma 3 270M Q4_K_M (the default model) against llama.cpp's greedy references
+//! (`tests/fixtures/README.md`).
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+use hearth_model::{BatchNumerics, KvType, LogitsFor};
+
+/// Every prompt, teacher-forced, up to the first near-tie: the same greedy token as llama.cpp
+/// and the top-10 logprobs within tolerance.
+#[test]
+fn gemma3_teacher_forced_matches_llama_cpp() {
+    let t = Instant::now();
+    let model = gemma();
+    let records = read_records(&fixture("gemma3-270m-greedy.jsonl"));
+    let recs: Vec<&Record> = records.iter().collect();
+    let stats = check_records(&model, &recs, 2048);
+    eprintln!("{} ({:.1?})", stats.line("gemma3-270m Q4_K_M"), t.elapsed());
+    stats.assert_ok("gemma3-270m");
+}
+
+/// Prefill, then decode token by token through the KV cache: the greedy tokens are llama.cpp's,
+/// and every step's logits are bit-identical to the teacher-forced batch computed with
+/// per-token numerics.
+#[test]
+fn gemma3_incremental_decode_matches_llama_cpp() {
+    let model = gemma();
+    let records = read_records(&fixture("gemma3-270m-greedy.jsonl"));
+    let rec = &records[0];
+    let n = rec.n_checked().min(16);
+    assert!(n >= 8, "{}: too few checkable steps", rec.id);
+
+    let mut kv = model.new_kv_cache(2048, KvType::F16).unwrap();
+    let mut logits = vec![prefill(&model, &mut kv, &rec.prompt_tokens)];
+    let mut next = argmax_allowed(&logits[0], &[]);
+    for k in 1..n {
+        assert_eq!(next, rec.generated_ids[k - 1], "step {}", k - 1);
+        let l = model.forward(&[next], &mut kv, LogitsFor::Last).unwrap();
+        next = argmax_allowed(l.last(), &[]);
+        logits.push(l.last().to_vec());
+    }
+    assert_eq!(kv.len(), rec.prompt_tokens.len() + n - 1);
+    let mut stats = Stats::default();
+    compare(rec, &logits, &mut stats);
+    eprintln!("{}", stats.line("gemma3 incremental"));
+    stats.assert_ok("gemma3 incremental");
+
+    // The teacher-forced batch with per-token numerics gives the same bits.
+    let mut kv2 = model.new_kv_cache(2048, KvType::F16).unwrap();
+    prefill(&model, &mut kv2, &rec.prompt_tokens);
+    let batch = model
+        .forward_with(
+            &rec.generated_ids[..n - 1],
+            &mut kv2,
+            LogitsFor::All,
+            BatchNumerics::PerToken,
+        )
+        .unwrap();
+    for (k, row) in batch.rows().enumerate() {
+        assert!(row == logits[k + 1].as_slice(), "step {} differs", k + 1);
+    }
+}
+
+/// Gemma 3 270M's sliding window comes from the metadata: 512 tokens on five of every six
+/// layers, with its own RoPE base.
+#[test]
+fn gemma3_sliding_window_from_metadata() {
+    let model = gemma();
+    let cfg = model.config();
+    assert_eq!(cfg.sliding_window, 512);
+    let global: Vec<usize> = (0..cfg.n_layer).filter(|&il| !cfg.is_swa(il)).collect();
+    assert_eq!(global, vec![5, 11, 17]);
+    assert_eq!(cfg.rope_freq(0), (10000.0, 1.0));
+    assert_eq!(cfg.rope_freq(5), (1_000_000.0, 1.0));
+    assert_eq!(cfg.attn_scale, 1.0 / 16.0);
+    assert!(cfg.tied_output);
+    // llama-server evaluates the last 4 prompt tokens (and those from 516 before the end)
+    // separately for sliding-window models.
+    assert_eq!(
+        model.prompt_batches_like_llama_server(24),
+        vec![0..20, 20..24]
+    );
+    assert_eq!(
+        model.prompt_batches_like_llama_server(600),
+        vec![0..84, 84..596, 596..600]
+    );
+    assert_eq!(model.prompt_batches_like_llama_server(3), vec![0..3]);
+}

@@ -1,0 +1,101 @@
+//! The synthetic models of `shared/reference/synthetic` (F16, Q8_0 and Q4_K_M of each
+//! architecture) against llama.cpp's greedy references (`tests/fixtures/README.md`).
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+use hearth_model::{KvType, LogitsFor};
+
+fn check_arch(arch: &str) {
+    let records = read_records(&fixture(&format!("synthetic-{arch}-refs.jsonl")));
+    let mut files: Vec<String> = records
+        .iter()
+        .filter_map(|r| r.model_file.clone())
+        .collect();
+    files.dedup();
+    assert_eq!(
+        files.len(),
+        3,
+        "{arch}: expected F16, Q8_0 and Q4_K_M records"
+    );
+    for file in &files {
+        let t = Instant::now();
+        let model = load_model(&synthetic_dir(arch).join(file));
+        let recs: Vec<&Record> = records
+            .iter()
+            .filter(|r| r.model_file.as_deref() == Some(file))
+            .collect();
+        let stats = check_records(&model, &recs, 512);
+        eprintln!("{} ({:.1?})", stats.line(file), t.elapsed());
+        stats.assert_ok(file);
+    }
+}
+
+#[test]
+fn synthetic_llama_matches_llama_cpp() {
+    check_arch("llama");
+}
+
+#[test]
+fn synthetic_qwen2_matches_llama_cpp() {
+    check_arch("qwen2");
+}
+
+#[test]
+fn synthetic_qwen3_matches_llama_cpp() {
+    check_arch("qwen3");
+}
+
+#[test]
+fn synthetic_phi3_matches_llama_cpp() {
+    check_arch("phi3");
+}
+
+#[test]
+fn synthetic_gemma2_matches_llama_cpp() {
+    check_arch("gemma2");
+}
+
+/// The long prompt (211 tokens) of the synthetic gemma2 model exceeds its 64-token window:
+/// the sliding-window layer keeps a window-sized cache while decoding, the global layer keeps
+/// everything, and token-by-token decoding reproduces llama.cpp's steps.
+#[test]
+fn gemma2_sliding_window_keeps_a_window_sized_cache() {
+    let file = "gemma2-q8_0.gguf";
+    let model = load_model(&synthetic_dir("gemma2").join(file));
+    let cfg = model.config();
+    assert_eq!(cfg.sliding_window, 64);
+    assert_eq!(cfg.swa_layers, vec![true, false]);
+    let records = read_records(&fixture("synthetic-gemma2-refs.jsonl"));
+    let rec = records
+        .iter()
+        .find(|r| r.model_file.as_deref() == Some(file) && r.id == "s4_long")
+        .expect("s4_long record");
+    assert!(rec.prompt_tokens.len() > 3 * cfg.sliding_window);
+
+    let mut kv = model.new_kv_cache(512, KvType::F16).unwrap();
+    let first = prefill(&model, &mut kv, &rec.prompt_tokens);
+    let mut stats = Stats::default();
+    let mut logits = vec![first];
+    for &t in &rec.generated_ids[..rec.n_checked().saturating_sub(1)] {
+        logits.push(
+            model
+                .forward(&[t], &mut kv, LogitsFor::Last)
+                .unwrap()
+                .last()
+                .to_vec(),
+        );
+        // Layer 0 attends through the window: only the last 64 positions stay cached.
+        assert!(
+            kv.n_cells(0) <= cfg.sliding_window,
+            "{} cells",
+            kv.n_cells(0)
+        );
+        assert_eq!(kv.n_cells(1), kv.len());
+    }
+    compare(rec, &logits, &mut stats);
+    eprintln!("{}", stats.line("gemma2 s4_long"));
+    stats.assert_ok("gemma2 s4_long");
+}
