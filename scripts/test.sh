@@ -13,7 +13,7 @@ fi
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 scripts/fetch-fixtures.sh
-cargo test --workspace
+cargo test --workspace --release
 
 fuzz_seconds=${HEARTH_FUZZ_SECONDS:-20}
 if [ "$fuzz_seconds" != 0 ] && cargo fuzz --version >/dev/null 2>&1; then

@@ -44,6 +44,9 @@ pub struct ChatArgs {
     /// Most tokens per answer (-1 = until the end of the turn).
     #[arg(short = 'n', long = "n-predict", default_value_t = -1, allow_hyphen_values = true)]
     n_predict: i64,
+    /// Keep generating past end-of-turn tokens.
+    #[arg(long)]
+    ignore_eos: bool,
     #[command(flatten)]
     sampling: SamplingArgs,
 }
@@ -125,7 +128,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
             sampling: sampling.clone(),
             stop: Vec::new(),
             top_logprobs: 0,
-            ignore_eos: false,
+            ignore_eos: args.ignore_eos,
             context_shift: None,
             cancel: Some(&INTERRUPT),
         };
