@@ -119,3 +119,39 @@ fn bad_sampling_parameters_are_rejected_with_their_name() {
         assert!(err.contains(name), "{flag} {value}: {err}");
     }
 }
+
+#[test]
+fn a_full_context_finishes_with_length_or_shifts() {
+    let run = |extra: &[&str]| -> Json {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "run".as_ref(),
+            "-m".as_ref(),
+            gemma().into_os_string().leak(),
+            "-p".as_ref(),
+            "Once upon a time".as_ref(),
+            "-c".as_ref(),
+            "24".as_ref(),
+            "-n".as_ref(),
+            "40".as_ref(),
+            "--temp".as_ref(),
+            "0".as_ref(),
+            "--ignore-eos".as_ref(),
+            "--json".as_ref(),
+        ];
+        args.extend(extra.iter().map(std::ffi::OsStr::new));
+        serde_json::from_slice(&hearth(&args)).unwrap()
+    };
+    // 5 prompt tokens in a 24-token context: 19 generated tokens fill it,
+    // and a 20th is sampled from the last position, then "length".
+    let full = run(&[]);
+    assert_eq!(full["finish_reason"], "length");
+    assert_eq!(full["generated_ids"].as_array().unwrap().len(), 20);
+    // With a context shift the generation goes on to -n.
+    let shifted = run(&["--context-shift", "4"]);
+    assert_eq!(shifted["generated_ids"].as_array().unwrap().len(), 40);
+    // Up to the shift, both runs are the same.
+    assert_eq!(
+        full["generated_ids"].as_array().unwrap()[..20],
+        shifted["generated_ids"].as_array().unwrap()[..20]
+    );
+}
