@@ -7,16 +7,14 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hearth_gguf::MappedGguf;
 use hearth_tokenizer::template::RenderOptions;
 use serde_json::{json, Value as Json};
 
 use crate::generate::{generate, Finish, Request};
-use crate::run::{context_size, kv_type, KvTypeArg};
+use crate::run::{context_size, kv_type, load, KvTypeArg, Loaded};
 use crate::sampling_args::SamplingArgs;
 
 /// Set by Ctrl-C while an answer is being generated.
@@ -59,12 +57,12 @@ fn system_messages(system: &Option<String>) -> Vec<Json> {
 }
 
 pub fn run(args: ChatArgs) -> Result<()> {
-    let path = crate::model_path(args.model.clone())?;
-    let gguf =
-        Arc::new(MappedGguf::open(&path).with_context(|| format!("reading {}", path.display()))?);
-    let tokenizer = hearth_tokenizer::Tokenizer::from_metadata(&gguf.file().metadata)?;
+    let Loaded {
+        gguf,
+        model,
+        tokenizer,
+    } = load(args.model.clone())?;
     let template = crate::template::chat_template(&gguf, &tokenizer, args.template.as_deref())?;
-    let model = hearth_model::Model::load(gguf)?;
     let n_ctx = context_size(&model, args.ctx_size);
     let mut kv = model.new_kv_cache(n_ctx, kv_type(args.kv_type))?;
     let sampling = args.sampling.params(model.n_vocab())?;

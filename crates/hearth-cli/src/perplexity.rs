@@ -73,7 +73,9 @@ impl Nll {
 pub fn run(args: PerplexityArgs) -> Result<()> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
-    let crate::run::Loaded { model, tokenizer } = crate::run::load(args.model)?;
+    let crate::run::Loaded {
+        model, tokenizer, ..
+    } = crate::run::load(args.model)?;
     let n_ctx = args.ctx_size;
     if n_ctx < 4 {
         bail!("--ctx-size must be at least 4");

@@ -67,8 +67,9 @@ pub struct RunArgs {
     sampling: SamplingArgs,
 }
 
-/// The model and its tokenizer, loaded from one file.
+/// The model and its tokenizer, loaded from one file (kept mapped).
 pub struct Loaded {
+    pub gguf: Arc<MappedGguf>,
     pub model: Model,
     pub tokenizer: Tokenizer,
 }
@@ -79,8 +80,12 @@ pub fn load(path: Option<PathBuf>) -> Result<Loaded> {
         Arc::new(MappedGguf::open(&path).with_context(|| format!("reading {}", path.display()))?);
     let tokenizer = Tokenizer::from_metadata(&gguf.file().metadata)
         .with_context(|| format!("loading the tokenizer of {}", path.display()))?;
-    let model = Model::load(gguf).with_context(|| format!("loading {}", path.display()))?;
-    Ok(Loaded { model, tokenizer })
+    let model = Model::load(gguf.clone()).with_context(|| format!("loading {}", path.display()))?;
+    Ok(Loaded {
+        gguf,
+        model,
+        tokenizer,
+    })
 }
 
 pub fn context_size(model: &Model, requested: Option<usize>) -> usize {
@@ -108,7 +113,9 @@ pub fn run(args: RunArgs) -> Result<()> {
             s
         }
     };
-    let Loaded { model, tokenizer } = load(args.model.clone())?;
+    let Loaded {
+        model, tokenizer, ..
+    } = load(args.model.clone())?;
     let n_ctx = context_size(&model, args.ctx_size);
     if args.verbose {
         let cfg = model.config();
