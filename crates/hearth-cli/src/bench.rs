@@ -57,6 +57,12 @@ pub struct BenchArgs {
     /// Thread counts, comma-separated (default: all cores).
     #[arg(short = 't', long = "threads", value_delimiter = ',')]
     threads: Vec<usize>,
+    /// Kernels: `fast` (default) or `llama.cpp` (its results bit for bit).
+    #[arg(long, value_enum, default_value = "fast")]
+    numerics: crate::threads::NumericsArg,
+    /// Print the CPU features and kernels in use to stderr.
+    #[arg(short = 'v', long)]
+    verbose: bool,
     /// Repetitions per test.
     #[arg(short = 'r', long = "repetitions", default_value_t = 5)]
     repetitions: usize,
@@ -192,7 +198,6 @@ pub fn run(args: BenchArgs) -> Result<()> {
     } else {
         args.threads.clone()
     };
-    let level = crate::threads::kernel_level();
     if args.output == Output::Md {
         println!("| model                          |       size |     params | backend    | threads | kernels |            test |                  t/s |");
         println!("| ------------------------------ | ---------: | ---------: | ---------- | ------: | ------- | --------------: | -------------------: |");
@@ -206,9 +211,17 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
         let label = model_label(&gguf);
         let (size, params) = (gguf.file().tensor_bytes(), gguf.file().n_elements());
-        let model = Model::load(gguf)?;
+        let mut model = Model::load(gguf)?;
+        model.set_numerics(args.numerics.into());
         for &n_threads in &threads {
-            crate::threads::set_threads(n_threads)?;
+            if n_threads == 0 {
+                anyhow::bail!("-t: thread counts must be at least 1");
+            }
+            model.set_threads(n_threads);
+            let level = model.kernel_summary();
+            if args.verbose {
+                eprintln!("{}", crate::threads::describe(&model));
+            }
             for t in &tests {
                 let n_ctx = t.n_depth + t.n_tokens();
                 let mut kv = model.new_kv_cache(n_ctx.max(1), KvType::F16)?;

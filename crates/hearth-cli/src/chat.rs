@@ -47,6 +47,8 @@ pub struct ChatArgs {
     ignore_eos: bool,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    compute: crate::threads::ComputeArgs,
 }
 
 fn system_messages(system: &Option<String>) -> Vec<Json> {
@@ -61,7 +63,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
         gguf,
         model,
         tokenizer,
-    } = load(args.model.clone())?;
+    } = load(args.model.clone(), &args.compute)?;
     let template = crate::template::chat_template(&gguf, &tokenizer, args.template.as_deref())?;
     let n_ctx = context_size(&model, args.ctx_size);
     let mut kv = model.new_kv_cache(n_ctx, kv_type(args.kv_type))?;

@@ -27,6 +27,8 @@ pub struct PerplexityArgs {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    compute: crate::threads::ComputeArgs,
 }
 
 /// `log p(tok)` under softmax(logits), computed as llama-perplexity does
@@ -75,7 +77,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
         .with_context(|| format!("reading {}", args.file.display()))?;
     let crate::run::Loaded {
         model, tokenizer, ..
-    } = crate::run::load(args.model)?;
+    } = crate::run::load(args.model, &args.compute)?;
     let n_ctx = args.ctx_size;
     if n_ctx < 4 {
         bail!("--ctx-size must be at least 4");

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::generate::{generate, Finish, Request};
 use crate::sampling_args::SamplingArgs;
+use crate::threads::ComputeArgs;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum KvTypeArg {
@@ -64,6 +65,8 @@ pub struct RunArgs {
     #[arg(long, short = 'v')]
     verbose: bool,
     #[command(flatten)]
+    compute: ComputeArgs,
+    #[command(flatten)]
     sampling: SamplingArgs,
 }
 
@@ -74,13 +77,15 @@ pub struct Loaded {
     pub tokenizer: Tokenizer,
 }
 
-pub fn load(path: Option<PathBuf>) -> Result<Loaded> {
+pub fn load(path: Option<PathBuf>, compute: &ComputeArgs) -> Result<Loaded> {
     let path = crate::model_path(path)?;
     let gguf =
         Arc::new(MappedGguf::open(&path).with_context(|| format!("reading {}", path.display()))?);
     let tokenizer = Tokenizer::from_metadata(&gguf.file().metadata)
         .with_context(|| format!("loading the tokenizer of {}", path.display()))?;
-    let model = Model::load(gguf.clone()).with_context(|| format!("loading {}", path.display()))?;
+    let mut model =
+        Model::load(gguf.clone()).with_context(|| format!("loading {}", path.display()))?;
+    compute.apply(&mut model)?;
     Ok(Loaded {
         gguf,
         model,
@@ -115,9 +120,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     };
     let Loaded {
         model, tokenizer, ..
-    } = load(args.model.clone())?;
+    } = load(args.model.clone(), &args.compute)?;
     let n_ctx = context_size(&model, args.ctx_size);
     if args.verbose {
+        eprintln!("{}", crate::threads::describe(&model));
         let cfg = model.config();
         eprintln!(
             "model: {} ({} layers, n_embd {}), context {n_ctx}, KV {:?}",

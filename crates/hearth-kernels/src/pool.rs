@@ -281,6 +281,27 @@ impl ThreadPool {
         });
     }
 
+    /// Calls `f(i, chunk)` for every `chunk_len`-sized chunk of `data` (the
+    /// last may be shorter), chunks spread over the pool's threads. Each
+    /// chunk is handed to exactly one call, so the calls may write freely.
+    pub fn par_chunks_mut<T, F>(&self, data: &mut [T], chunk_len: usize, f: F)
+    where
+        T: Send,
+        F: Fn(usize, &mut [T]) + Sync,
+    {
+        let chunk_len = chunk_len.max(1);
+        let n_chunks = data.len().div_ceil(chunk_len);
+        let len = data.len();
+        let shared = SharedMut::new(data);
+        self.run_parts(n_chunks, |i, _| {
+            let start = i * chunk_len;
+            let n = chunk_len.min(len - start);
+            // SAFETY: part i covers exactly chunk i, and `run_parts` calls
+            // every part once, so no two slices overlap.
+            f(i, unsafe { shared.slice(start, n) });
+        });
+    }
+
     /// Runs `f` once on every thread, each with its own [`WorkerCtx::idx`]
     /// in `0..n_threads`, so that [`WorkerCtx::barrier`] can synchronize
     /// them. Called from inside a job (nested), `f` runs inline as the only
@@ -536,6 +557,23 @@ mod tests {
                     });
                     assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn par_chunks_mut_hands_out_every_chunk_once() {
+        for n in [1, 2, 3] {
+            let pool = ThreadPool::new(n);
+            for (len, chunk) in [(0, 4), (1, 4), (10, 3), (64, 8), (65, 64)] {
+                let mut data = vec![0u32; len];
+                pool.par_chunks_mut(&mut data, chunk, |i, c| {
+                    for (j, x) in c.iter_mut().enumerate() {
+                        *x += (i * chunk + j) as u32 + 1;
+                    }
+                });
+                let want: Vec<u32> = (1..=len as u32).collect();
+                assert_eq!(data, want, "len {len} chunk {chunk} threads {n}");
             }
         }
     }

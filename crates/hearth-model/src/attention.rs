@@ -15,7 +15,9 @@
 //! a decode step in llama.cpp computes.
 
 use crate::kv_cache::{KvType, LayerKv};
-use crate::ops::{dot, dot_f16_vec, fma32, reduce_add_16, round_activation, round_f16, v_expf};
+use crate::ops::{
+    dot, dot_f16_vec, fma32, reduce_add_16, round_activation, round_f16, v_expf, Mm, Numerics,
+};
 
 /// Query rows from which ggml uses the tiled kernel (`GGML_FA_TILE_Q`).
 pub const Q_TILE: usize = 64;
@@ -61,8 +63,11 @@ pub(crate) fn attention(
     cache: &LayerKv,
     p: &AttnParams,
     out: &mut [f32],
-    per_token: bool,
+    mm: &Mm<'_>,
 ) {
+    // The fast numerics compute every row alone, so that a row's result does not depend on
+    // its batch.
+    let per_token = mm.exact_per_token() || mm.numerics == Numerics::Fast;
     let n_q = q_pos.len();
     let n_cells = cache.n_cells();
     let one_token = per_token || n_q == 1;
@@ -92,19 +97,20 @@ pub(crate) fn attention(
         }
     }
     let work = n_q * n_cells * p.n_head * (p.head_dim_k + p.head_dim_v);
-    let n_threads = if work >= 1 << 20 { 2 } else { 1 };
-    let results: Vec<Vec<ItemOut>> = if n_threads == 1 {
-        vec![run_items(&ctx, &items, q, q_pos, q_width, tiled)]
+    let n_parts = if work >= 1 << 18 {
+        (4 * mm.pool.n_threads()).min(items.len())
     } else {
-        let (a, b) = items.split_at(items.len() / 2);
-        std::thread::scope(|s| {
-            let ctx = &ctx;
-            let ha = s.spawn(move || run_items(ctx, a, q, q_pos, q_width, tiled));
-            let rb = run_items(ctx, b, q, q_pos, q_width, tiled);
-            let ra = ha.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-            vec![ra, rb]
-        })
+        1
     };
+    let per_part = items.len().div_ceil(n_parts.max(1));
+    let results = std::sync::Mutex::new(Vec::with_capacity(n_parts));
+    mm.pool.run_parts(n_parts, |i, _| {
+        let a = (i * per_part).min(items.len());
+        let b = ((i + 1) * per_part).min(items.len());
+        let r = run_items(&ctx, &items[a..b], q, q_pos, q_width, tiled);
+        results.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+    });
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     let dv = p.head_dim_v;
     for (h, t0, rows, o) in results.into_iter().flatten() {
         for r in 0..rows {

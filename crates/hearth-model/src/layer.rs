@@ -9,7 +9,7 @@ use crate::attention::{attention, AttnParams};
 use crate::config::{matmul_supported, ModelConfig};
 use crate::error::{ConfigError, Result};
 use crate::kv_cache::LayerKv;
-use crate::ops::{self, matmul_as, RopeParams, Source, Weight};
+use crate::ops::{self, Mm, RopeParams, Source, Weight};
 
 /// Looks tensors up by name and checks them against the config. Without a source (a "dry"
 /// loader) it only validates, which is how [`ModelConfig::from_gguf`] checks a file.
@@ -230,7 +230,7 @@ impl Qkv {
         x: &[f32],
         n: usize,
         cfg: &ModelConfig,
-        per_token: bool,
+        mm: &Mm<'_>,
     ) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
         let (nq, nk, nv) = (cfg.n_embd_q(), cfg.n_embd_k_gqa(), cfg.n_embd_v_gqa());
         match self {
@@ -245,15 +245,15 @@ impl Qkv {
                 let mut q = vec![0.0; n * nq];
                 let mut k = vec![0.0; n * nk];
                 let mut v = vec![0.0; n * nv];
-                matmul_as(wq, x, n, &mut q, per_token)?;
+                mm.matmul(wq, x, n, &mut q)?;
                 if let Some(b) = bq {
                     ops::add_bias(&mut q, b);
                 }
-                matmul_as(wk, x, n, &mut k, per_token)?;
+                mm.matmul(wk, x, n, &mut k)?;
                 if let Some(b) = bk {
                     ops::add_bias(&mut k, b);
                 }
-                matmul_as(wv, x, n, &mut v, per_token)?;
+                mm.matmul(wv, x, n, &mut v)?;
                 if let Some(b) = bv {
                     ops::add_bias(&mut v, b);
                 }
@@ -262,7 +262,7 @@ impl Qkv {
             Qkv::Fused { w, b } => {
                 let width = nq + nk + nv;
                 let mut qkv = vec![0.0; n * width];
-                matmul_as(w, x, n, &mut qkv, per_token)?;
+                mm.matmul(w, x, n, &mut qkv)?;
                 if let Some(b) = b {
                     ops::add_bias(&mut qkv, b);
                 }
@@ -282,6 +282,8 @@ impl Qkv {
 
 /// Feed-forward weights: separate gate and up, or one fused `ffn_up` of twice the width whose
 /// first half is the gate (phi3).
+// One per layer, built once: the size difference between the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Ffn {
     Gated {
         gate: Weight,
@@ -350,7 +352,7 @@ impl Ffn {
         n: usize,
         cfg: &ModelConfig,
         act: Act,
-        per_token: bool,
+        mm: &Mm<'_>,
     ) -> Result<Vec<f32>> {
         let (e, f) = (cfg.n_embd, cfg.n_ff);
         let apply = |g: &[f32], u: &[f32], y: &mut [f32]| match act {
@@ -368,12 +370,12 @@ impl Ffn {
                 down_b: _,
             } => {
                 let mut u = vec![0.0f32; n * f];
-                matmul_as(up, x, n, &mut u, per_token)?;
+                mm.matmul(up, x, n, &mut u)?;
                 if let Some(b) = up_b {
                     ops::add_bias(&mut u, b);
                 }
                 let mut g = vec![0.0f32; n * f];
-                matmul_as(gate, x, n, &mut g, per_token)?;
+                mm.matmul(gate, x, n, &mut g)?;
                 if let Some(b) = gate_b {
                     ops::add_bias(&mut g, b);
                 }
@@ -388,7 +390,7 @@ impl Ffn {
             }
             Ffn::FusedGateUp { up, down } => {
                 let mut gu = vec![0.0f32; n * 2 * f];
-                matmul_as(up, x, n, &mut gu, per_token)?;
+                mm.matmul(up, x, n, &mut gu)?;
                 for (row, hr) in gu.chunks_exact(2 * f).zip(h.chunks_exact_mut(f)) {
                     apply(&row[..f], &row[f..], hr);
                 }
@@ -396,7 +398,7 @@ impl Ffn {
             }
         };
         let mut y = vec![0.0f32; n * e];
-        matmul_as(down, &h, n, &mut y, per_token)?;
+        mm.matmul(down, &h, n, &mut y)?;
         if let Ffn::Gated {
             down_b: Some(b), ..
         } = self
@@ -423,6 +425,32 @@ pub(crate) struct Layer {
     pub(crate) ffn_post_norm: Option<Vec<f32>>,
 }
 
+impl Layer {
+    /// Calls `f` on every weight matrix of the layer.
+    pub(crate) fn for_each_weight(&self, f: &mut impl FnMut(&Weight)) {
+        match &self.qkv {
+            Qkv::Separate { wq, wk, wv, .. } => {
+                f(wq);
+                f(wk);
+                f(wv);
+            }
+            Qkv::Fused { w, .. } => f(w),
+        }
+        f(&self.wo);
+        match &self.ffn {
+            Ffn::Gated { gate, up, down, .. } => {
+                f(gate);
+                f(up);
+                f(down);
+            }
+            Ffn::FusedGateUp { up, down } => {
+                f(up);
+                f(down);
+            }
+        }
+    }
+}
+
 /// How one layer's attention block is set up.
 pub(crate) struct AttnSpec {
     /// `ggml_scale` applied to Q after RoPE (gemma, phi3), if any.
@@ -439,8 +467,8 @@ pub(crate) struct Batch<'a> {
     pub(crate) pos: &'a [i64],
     /// RoPE frequency divisors (`rope_freqs`, or phi3's long/short factors).
     pub(crate) rope_factors: Option<&'a [f32]>,
-    /// Compute every row as llama.cpp computes a one-token batch.
-    pub(crate) per_token: bool,
+    /// Threads and numerics of the products.
+    pub(crate) mm: Mm<'a>,
 }
 
 /// `build_qkv` -> optional Q/K RMS norm -> RoPE -> optional Q scale -> KV store -> attention ->
@@ -455,7 +483,7 @@ pub(crate) fn attention_block(
     spec: &AttnSpec,
 ) -> Result<Vec<f32>> {
     let n = batch.pos.len();
-    let (mut q, mut k, v) = layer.qkv.project(x, n, cfg, batch.per_token)?;
+    let (mut q, mut k, v) = layer.qkv.project(x, n, cfg, &batch.mm)?;
     if let Some(w) = &layer.q_norm {
         ops::rms_norm_inplace(&mut q, w, cfg.rms_eps);
     }
@@ -486,9 +514,9 @@ pub(crate) fn attention_block(
         window: cache.window,
     };
     let mut attn = vec![0.0f32; n * cfg.n_head * cfg.head_dim_v];
-    attention(&q, batch.pos, cache, &params, &mut attn, batch.per_token);
+    attention(&q, batch.pos, cache, &params, &mut attn, &batch.mm);
     let mut out = vec![0.0f32; n * cfg.n_embd];
-    matmul_as(&layer.wo, &attn, n, &mut out, batch.per_token)?;
+    batch.mm.matmul(&layer.wo, &attn, n, &mut out)?;
     if let Some(b) = &layer.bo {
         ops::add_bias(&mut out, b);
     }

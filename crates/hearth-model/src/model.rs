@@ -9,7 +9,9 @@ use crate::config::ModelConfig;
 use crate::error::{ConfigError, ModelError, Result};
 use crate::kv_cache::{KvCache, KvType};
 use crate::layer::{self, rope_params, Batch, Layer, Loader};
-use crate::ops::{self, matmul_as, Source, Weight};
+use hearth_kernels::pool::ThreadPool;
+
+use crate::ops::{self, Mm, Numerics, Source, Weight};
 
 /// Largest number of tokens evaluated in one step; longer batches are split like llama.cpp's
 /// micro-batches (`n_ubatch`, 512 by default), which also decides which attention kernel ggml
@@ -154,6 +156,8 @@ pub(crate) fn load_weights(l: &Loader<'_>, cfg: &ModelConfig) -> Result<Weights,
 pub struct Model {
     cfg: ModelConfig,
     w: Weights,
+    pool: Arc<ThreadPool>,
+    numerics: Numerics,
 }
 
 impl std::fmt::Debug for Model {
@@ -168,7 +172,7 @@ impl Model {
         let cfg = ModelConfig::from_metadata_and_embd(gguf.file())?;
         let source = Source::Mapped(gguf.clone());
         let w = load_weights(&Loader::new(gguf.file(), Some(source)), &cfg)?;
-        Ok(Model { cfg, w })
+        Ok(Model::new(cfg, w))
     }
 
     /// Loads a model from a GGUF file held in memory.
@@ -179,7 +183,73 @@ impl Model {
             &Loader::new(&file, Some(Source::Owned(bytes.clone()))),
             &cfg,
         )?;
-        Ok(Model { cfg, w })
+        Ok(Model::new(cfg, w))
+    }
+
+    fn new(cfg: ModelConfig, w: Weights) -> Model {
+        Model {
+            cfg,
+            w,
+            pool: Arc::new(ThreadPool::with_available_parallelism()),
+            numerics: Numerics::default(),
+        }
+    }
+
+    /// Runs the model on `n_threads` threads (the caller's included; default: all cores).
+    pub fn set_threads(&mut self, n_threads: usize) {
+        if n_threads != self.pool.n_threads() {
+            self.pool = Arc::new(ThreadPool::new(n_threads.max(1)));
+        }
+    }
+
+    /// Runs the model on `pool` (shared with other users of the pool).
+    pub fn set_pool(&mut self, pool: Arc<ThreadPool>) {
+        self.pool = pool;
+    }
+
+    /// Threads the forward pass runs on.
+    pub fn n_threads(&self) -> usize {
+        self.pool.n_threads()
+    }
+
+    /// Chooses the kernels: [`Numerics::Fast`] (default) or llama.cpp's bits.
+    pub fn set_numerics(&mut self, numerics: Numerics) {
+        self.numerics = numerics;
+    }
+
+    /// The kernels in use.
+    pub fn numerics(&self) -> Numerics {
+        self.numerics
+    }
+
+    /// The kernel levels the weight products run at with [`Numerics::Fast`], e.g.
+    /// `"avx2"` or `"avx2 (Q4_K, Q8_0), scalar (IQ1_S)"` when types differ.
+    pub fn kernel_summary(&self) -> String {
+        if self.numerics == Numerics::LlamaCpp {
+            return "llama.cpp-exact".to_string();
+        }
+        let mut levels: Vec<(&'static str, Vec<String>)> = Vec::new();
+        let mut add = |w: &Weight| {
+            let ty = format!("{:?}", w.ty());
+            let name = w.kernel_name();
+            match levels.iter_mut().find(|(l, _)| *l == name) {
+                Some((_, tys)) if !tys.contains(&ty) => tys.push(ty),
+                Some(_) => {}
+                None => levels.push((name, vec![ty])),
+            }
+        };
+        add(&self.w.output);
+        for l in &self.w.layers {
+            l.for_each_weight(&mut add);
+        }
+        if levels.len() == 1 {
+            return levels[0].0.to_string();
+        }
+        levels
+            .iter()
+            .map(|(l, tys)| format!("{l} ({})", tys.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The hyperparameters.
@@ -406,10 +476,15 @@ impl Model {
             ops::scale_inplace(&mut x, s);
         }
 
+        let mm = Mm {
+            pool: &self.pool,
+            numerics: self.numerics,
+            per_token,
+        };
         let batch = Batch {
             pos: &pos,
             rope_factors: self.rope_factors(kv.n_ctx),
-            per_token,
+            mm,
         };
         for (il, layer) in self.w.layers.iter().enumerate() {
             let cache = &mut kv.layers[il];
@@ -431,7 +506,7 @@ impl Model {
             &mut h,
         );
         let mut logits = vec![0.0f32; rows * cfg.n_vocab];
-        matmul_as(&self.w.output, &h, rows, &mut logits, per_token)?;
+        mm.matmul(&self.w.output, &h, rows, &mut logits)?;
         if let Some(b) = &self.w.output_b {
             ops::add_bias(&mut logits, b);
         }

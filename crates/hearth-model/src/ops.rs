@@ -8,12 +8,15 @@
 //! kernels listed in [`matmul_as`] and for attention; other weight types use plain f32 dots
 //! (same values, summed in another order).
 //!
-//! [`matmul`] is the one entry point for weight x activation products, so it can later be replaced
-//! by the kernels of `hearth-kernels` without touching the architectures.
+//! [`Mm::matmul`] is the one entry point for weight x activation products. With
+//! [`Numerics::Fast`] it runs the SIMD kernels of `hearth-kernels` (same math, f32 sums in
+//! another order); with [`Numerics::LlamaCpp`] it runs the bit-exact reproductions here.
 
 use std::sync::{Arc, OnceLock};
 
 use hearth_gguf::{GgmlType, MappedGguf};
+use hearth_kernels::matmul::{self as kmatmul, QMatrix, WeightBytes};
+use hearth_kernels::pool::ThreadPool;
 use hearth_kernels::quant::{
     self, bf16_to_f32, block_geometry, f16_to_f32, f32_to_bf16, f32_to_f16,
 };
@@ -36,6 +39,75 @@ impl Source {
     }
 }
 
+impl AsRef<[u8]> for Source {
+    fn as_ref(&self) -> &[u8] {
+        self.bytes()
+    }
+}
+
+/// Which kernels the forward pass runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Numerics {
+    /// hearth's kernels, chosen for the CPU at run time (`HEARTH_CPU` forces a level): the
+    /// math of llama.cpp's (same quantized activations, same integer block products), f32 sums
+    /// in another order, so results equal llama.cpp's up to f32 rounding. A token's result does
+    /// not depend on the other tokens of its batch.
+    #[default]
+    Fast,
+    /// llama.cpp's CPU backend reproduced bit for bit (the reference x86-64 AVX-512 build,
+    /// including its batch-size-dependent kernel choices; see [`crate::BatchNumerics`]).
+    /// Slower; for checking against llama.cpp's outputs.
+    LlamaCpp,
+}
+
+impl Numerics {
+    /// `"fast"` or `"llama.cpp"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Numerics::Fast => "fast",
+            Numerics::LlamaCpp => "llama.cpp",
+        }
+    }
+}
+
+/// How the products of one forward pass are computed: the threads, the numerics, and (for
+/// [`Numerics::LlamaCpp`]) whether rows are computed as one-token batches.
+#[derive(Clone, Copy)]
+pub(crate) struct Mm<'a> {
+    pub(crate) pool: &'a ThreadPool,
+    pub(crate) numerics: Numerics,
+    pub(crate) per_token: bool,
+}
+
+impl Mm<'_> {
+    /// `out[t][r] = dot(weight row r, x[t])` for `n_tokens` rows of `w.n_in()` values
+    /// (`ggml_mul_mat(w, x)`).
+    pub(crate) fn matmul(
+        &self,
+        w: &Weight,
+        x: &[f32],
+        n_tokens: usize,
+        out: &mut [f32],
+    ) -> Result<()> {
+        if self.numerics == Numerics::Fast {
+            if let Some(q) = &w.fast {
+                return kmatmul::matmul(self.pool, q, x, n_tokens, out).map_err(|source| {
+                    ModelError::Quant {
+                        name: w.name.clone(),
+                        source,
+                    }
+                });
+            }
+        }
+        matmul_exact(self.pool, w, x, n_tokens, out, self.per_token)
+    }
+
+    /// Whether rows are computed as llama.cpp computes one-token batches.
+    pub(crate) fn exact_per_token(&self) -> bool {
+        self.numerics == Numerics::LlamaCpp && self.per_token
+    }
+}
+
 /// A weight matrix of `n_out` rows of `n_in` values (ggml `ne = [n_in, n_out]`), kept in its file
 /// type and dequantized row by row when multiplied.
 #[derive(Clone)]
@@ -48,6 +120,8 @@ pub struct Weight {
     source: Source,
     /// Absolute offset of the tensor data in `source`.
     offset: usize,
+    /// The matrix for `hearth-kernels` (`None` if its kernels cannot take it).
+    fast: Option<QMatrix<'static>>,
 }
 
 impl std::fmt::Debug for Weight {
@@ -74,6 +148,16 @@ impl Weight {
     ) -> Weight {
         let (bv, bb) = block_geometry(ty);
         let row_bytes = n_in / bv * bb;
+        let fast = n_out
+            .checked_mul(row_bytes)
+            .and_then(|len| Some(offset..offset.checked_add(len)?))
+            .and_then(|range| {
+                let bytes = WeightBytes::Shared {
+                    owner: Arc::new(source.clone()),
+                    range,
+                };
+                QMatrix::new(ty, bytes, n_in, n_out).ok()
+            });
         Weight {
             name,
             ty,
@@ -82,6 +166,7 @@ impl Weight {
             row_bytes,
             source,
             offset,
+            fast,
         }
     }
 
@@ -108,6 +193,13 @@ impl Weight {
     fn row_data(&self, row: usize) -> &[u8] {
         let start = self.offset + row * self.row_bytes;
         &self.source.bytes()[start..start + self.row_bytes]
+    }
+
+    /// The kernel level the fast path runs for this weight (`"avx2"`, `"scalar"`, ...).
+    pub fn kernel_name(&self) -> &'static str {
+        self.fast
+            .as_ref()
+            .map_or("llama.cpp-exact", |q| q.kernel_name())
     }
 
     /// Row `row` dequantized into `out` (`n_in` values): ggml's `get_rows`.
@@ -215,8 +307,6 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Work (multiply-adds) below which a product runs on the calling thread.
 const PARALLEL_MIN_WORK: usize = 1 << 20;
-/// Threads a product is split over.
-const N_THREADS: usize = 2;
 
 /// How a weight type is multiplied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -265,17 +355,16 @@ enum Prepared {
     F32(Vec<f32>),
 }
 
-/// `out[t][r] = dot(weight row r, x[t])` for `n_tokens` activation rows of `w.n_in()` values
-/// (`ggml_mul_mat(w, x)`). The activation is first rounded to the weight's vec_dot type, as ggml
-/// does; every weight row is unpacked once and reused for all tokens.
-pub fn matmul(w: &Weight, x: &[f32], n_tokens: usize, out: &mut [f32]) -> Result<()> {
-    matmul_as(w, x, n_tokens, out, false)
-}
-
-/// [`matmul`], choosing ggml's kernels as for a batch of `n_tokens` rows or, with `per_token`,
-/// as for `n_tokens` separate one-row batches (decode steps). ggml's kernels for the two cases
-/// sum in different orders, so this decides which of llama.cpp's results is reproduced.
-pub fn matmul_as(
+/// `out[t][r] = dot(weight row r, x[t])` for `n_tokens` activation rows of `w.n_in()` values,
+/// as llama.cpp computes it: the activation is first rounded to the weight's vec_dot type, as
+/// ggml does, and ggml's kernels are chosen as for a batch of `n_tokens` rows or, with
+/// `per_token`, as for `n_tokens` separate one-row batches (decode steps); ggml's kernels for the
+/// two cases sum in different orders, so this decides which of llama.cpp's results is
+/// reproduced. Every weight row is unpacked once and reused for all tokens; rows are split
+/// between the threads of `pool` (each output computed whole by one thread, so the bits do
+/// not depend on the thread count).
+pub(crate) fn matmul_exact(
+    pool: &ThreadPool,
     w: &Weight,
     x: &[f32],
     n_tokens: usize,
@@ -314,12 +403,12 @@ pub fn matmul_as(
         }
     };
 
-    let n_threads = if n_out * n_in * n_tokens >= PARALLEL_MIN_WORK {
-        N_THREADS
+    let n_parts = if n_out * n_in * n_tokens >= PARALLEL_MIN_WORK {
+        (4 * pool.n_threads()).min(n_out.div_ceil(16))
     } else {
         1
     };
-    let rows_per = n_out.div_ceil(n_threads);
+    let rows_per = n_out.div_ceil(n_parts);
     let run = |r0: usize, r1: usize| -> Result<Vec<f32>> {
         // Local output [n_tokens][r1 - r0].
         let nr = r1 - r0;
@@ -388,27 +477,17 @@ pub fn matmul_as(
         }
         Ok(local)
     };
-    let parts: Vec<(usize, usize, Result<Vec<f32>>)> = if n_threads == 1 {
-        vec![(0, n_out, run(0, n_out))]
-    } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = (0..n_threads)
-                .map(|i| {
-                    let r0 = (i * rows_per).min(n_out);
-                    let r1 = ((i + 1) * rows_per).min(n_out);
-                    let run = &run;
-                    (r0, r1, s.spawn(move || run(r0, r1)))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|(r0, r1, h)| {
-                    let res = h.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                    (r0, r1, res)
-                })
-                .collect()
-        })
-    };
+    let parts = std::sync::Mutex::new(Vec::with_capacity(n_parts));
+    pool.run_parts(n_parts, |i, _| {
+        let r0 = (i * rows_per).min(n_out);
+        let r1 = ((i + 1) * rows_per).min(n_out);
+        let local = run(r0, r1);
+        parts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((r0, r1, local));
+    });
+    let parts = parts.into_inner().unwrap_or_else(|e| e.into_inner());
     for (r0, r1, local) in parts {
         let local = local?;
         let nr = r1 - r0;
@@ -1116,5 +1195,68 @@ mod tests {
         let mut x = [1.0, 0.0, 0.0, 0.0];
         p.apply(&mut x, 4, &cache);
         assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[2] - 1f32.sin()).abs() < 1e-6);
+    }
+}
+
+#[cfg(test)]
+mod fast_vs_exact {
+    use super::*;
+    use crate::layer::Loader;
+
+    /// On every weight type of Gemma 3 270M (Q8_0, Q5_0, Q4_K, Q6_K), the fast kernels give
+    /// llama.cpp's products up to f32 rounding: the same quantized activations and integer
+    /// block sums, only summed in another order.
+    #[test]
+    fn fast_matmul_agrees_with_llama_cpp_exact_on_gemma_weights() {
+        let path = hearth_store::default_model().expect("default model");
+        let gguf = Arc::new(MappedGguf::open(&path).unwrap());
+        let loader = Loader::new(gguf.file(), Some(Source::Mapped(gguf.clone())));
+        let pool = ThreadPool::new(2);
+        let names: Vec<String> = gguf
+            .file()
+            .tensors
+            .iter()
+            .filter(|t| t.shape.len() == 2 && t.shape[1] > 1)
+            .map(|t| t.name.clone())
+            .collect();
+        for name in &names {
+            let name = name.as_str();
+            let info = gguf.file().tensor(name).unwrap();
+            let (n_in, n_out) = (info.shape[0] as usize, info.shape[1] as usize);
+            let w = loader.matrix(name, n_in, n_out).unwrap();
+            for n in [1usize, 7] {
+                // Hidden states with outliers, as real ones have.
+                let x: Vec<f32> = (0..n * n_in)
+                    .map(|i| {
+                        let v = ((i * 7919 + 13) % 1000) as f32 / 500.0 - 1.0;
+                        if i % 97 == 0 {
+                            v * 300.0
+                        } else {
+                            v
+                        }
+                    })
+                    .collect();
+                let mut exact = vec![0.0f32; n * n_out];
+                let mut fast = vec![0.0f32; n * n_out];
+                matmul_exact(&pool, &w, &x, n, &mut exact, false).unwrap();
+                let mm = Mm {
+                    pool: &pool,
+                    numerics: Numerics::Fast,
+                    per_token: false,
+                };
+                mm.matmul(&w, &x, n, &mut fast).unwrap();
+                let scale = exact.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+                let worst = exact
+                    .iter()
+                    .zip(&fast)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(
+                    worst <= 1e-5 * scale.max(1.0),
+                    "{name} ({:?}) n={n}: max |fast - exact| {worst} (scale {scale})",
+                    w.ty()
+                );
+            }
+        }
     }
 }

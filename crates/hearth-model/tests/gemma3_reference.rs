@@ -6,27 +6,44 @@ mod common;
 use std::time::Instant;
 
 use common::*;
-use hearth_model::{BatchNumerics, KvType, LogitsFor};
+use hearth_model::{BatchNumerics, KvType, LogitsFor, Numerics};
 
 /// Every prompt, teacher-forced, up to the first near-tie: the same greedy token as llama.cpp
 /// and the top-10 logprobs within tolerance.
-#[test]
-fn gemma3_teacher_forced_matches_llama_cpp() {
+/// Mean top-10 logprob difference allowed for the fast kernels on Gemma 3. Gemma's activations
+/// have large outliers, so its results move with any change of f32 summation order: llama.cpp
+/// itself, given each record's prompt and generated tokens as one batch instead of
+/// llama-server's batches, is 0.145 from its own references (378 of 383 greedy choices equal;
+/// measured with `Numerics::LlamaCpp` and `BatchNumerics::Batched`).
+const GEMMA_FAST_TOL: f64 = 0.2;
+
+fn teacher_forced(numerics: Numerics) {
     let t = Instant::now();
-    let model = gemma();
+    let model = gemma_with(numerics);
     let records = read_records(&fixture("gemma3-270m-greedy.jsonl"));
     let recs: Vec<&Record> = records.iter().collect();
     let stats = check_records(&model, &recs, 2048);
-    eprintln!("{} ({:.1?})", stats.line("gemma3-270m Q4_K_M"), t.elapsed());
-    stats.assert_ok("gemma3-270m");
+    let label = format!("gemma3-270m [{}]", numerics.name());
+    eprintln!("{} ({:.1?})", stats.line(&label), t.elapsed());
+    stats.assert_ok_for(&label, numerics, GEMMA_FAST_TOL);
+}
+
+#[test]
+fn gemma3_teacher_forced_matches_llama_cpp() {
+    teacher_forced(Numerics::LlamaCpp);
+}
+
+/// The same with hearth's own kernels, within their tolerance.
+#[test]
+fn gemma3_teacher_forced_fast_kernels_match_llama_cpp() {
+    teacher_forced(Numerics::Fast);
 }
 
 /// Prefill, then decode token by token through the KV cache: the greedy tokens are llama.cpp's,
 /// and every step's logits are bit-identical to the teacher-forced batch computed with
 /// per-token numerics.
-#[test]
-fn gemma3_incremental_decode_matches_llama_cpp() {
-    let model = gemma();
+fn incremental(numerics: Numerics) {
+    let model = gemma_with(numerics);
     let records = read_records(&fixture("gemma3-270m-greedy.jsonl"));
     let rec = &records[0];
     let n = rec.n_checked().min(16);
@@ -44,8 +61,9 @@ fn gemma3_incremental_decode_matches_llama_cpp() {
     assert_eq!(kv.len(), rec.prompt_tokens.len() + n - 1);
     let mut stats = Stats::default();
     compare(rec, &logits, &mut stats);
-    eprintln!("{}", stats.line("gemma3 incremental"));
-    stats.assert_ok("gemma3 incremental");
+    let label = format!("gemma3 incremental [{}]", numerics.name());
+    eprintln!("{}", stats.line(&label));
+    stats.assert_ok_for(&label, numerics, GEMMA_FAST_TOL);
 
     // The teacher-forced batch with per-token numerics gives the same bits.
     let mut kv2 = model.new_kv_cache(2048, KvType::F16).unwrap();
@@ -61,6 +79,18 @@ fn gemma3_incremental_decode_matches_llama_cpp() {
     for (k, row) in batch.rows().enumerate() {
         assert!(row == logits[k + 1].as_slice(), "step {} differs", k + 1);
     }
+}
+
+#[test]
+fn gemma3_incremental_decode_matches_llama_cpp() {
+    incremental(Numerics::LlamaCpp);
+}
+
+/// With hearth's kernels a token's logits do not depend on its batch: decode steps and one
+/// teacher-forced batch give the same bits.
+#[test]
+fn gemma3_incremental_decode_fast_kernels_match_llama_cpp() {
+    incremental(Numerics::Fast);
 }
 
 /// Gemma 3 270M's sliding window comes from the metadata: 512 tokens on five of every six

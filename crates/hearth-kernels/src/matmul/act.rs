@@ -10,8 +10,7 @@
 use crate::cpu::CpuLevel;
 use crate::pool::{split_range, SharedMut, ThreadPool};
 use crate::quant::k_quants::quantize_q8_k;
-use crate::quant::legacy::{quantize_q8_0, quantize_q8_1};
-use crate::quant::{f16_to_f32, f32_to_bf16, f32_to_f16};
+use crate::quant::{f16_to_f32, f32_to_bf16, f32_to_f16, f32_to_f16_ggml};
 use hearth_gguf::QK_K;
 
 /// The activation format a weight type's kernels take.
@@ -216,7 +215,28 @@ pub(crate) fn quantize_rows(kind: ActKind, level: CpuLevel, x: &[f32], out: ActR
     quantize_rows_scalar(kind, x, out);
 }
 
-/// The reference quantizers, block by block.
+/// One block of 32 activations as ggml's CPU backend quantizes them at run time
+/// (`quantize_row_q8_0` / `quantize_row_q8_1` in `ggml-cpu/arch/x86/quants.c`): the scale is
+/// `amax / 127`, the values are multiplied by `127 / amax` and rounded half to even. (The
+/// reference quantizer `quantize_row_q8_0_ref`, which the file-format code follows, multiplies
+/// by `1 / d` and rounds half away from zero; the two differ by one step in rare values, which
+/// is enough to move a product by a visible amount when activations are large.) Returns the
+/// unrounded scale and the sum of the quants.
+pub(crate) fn q8_act_block(x: &[f32], qs: &mut [i8]) -> (f32, i32) {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
+    let mut sum = 0i32;
+    for (q, &v) in qs.iter_mut().zip(x) {
+        let r = (v * id).round_ties_even() as i32;
+        *q = r as i8;
+        sum += r;
+    }
+    (d, sum)
+}
+
+/// ggml's run-time activation quantizers ([`q8_act_block`] for Q8_0/Q8_1, the reference
+/// `quantize_row_q8_K_ref` for Q8_K, which x86 also uses), block by block.
 pub(crate) fn quantize_rows_scalar(kind: ActKind, x: &[f32], out: ActRowsMut<'_>) {
     match kind {
         ActKind::Q8_0 => {
@@ -225,9 +245,8 @@ pub(crate) fn quantize_rows_scalar(kind: ActKind, x: &[f32], out: ActRowsMut<'_>
                 .zip(out.qs.chunks_exact_mut(32))
                 .zip(out.d)
             {
-                let b = quantize_q8_0(x);
-                qs.copy_from_slice(&b.qs);
-                *d = f16_to_f32(b.d);
+                let (dv, _) = q8_act_block(x, qs);
+                *d = f16_to_f32(f32_to_f16(dv));
             }
         }
         ActKind::Q8_1 => {
@@ -237,10 +256,9 @@ pub(crate) fn quantize_rows_scalar(kind: ActKind, x: &[f32], out: ActRowsMut<'_>
                 .zip(out.d)
                 .zip(out.s)
             {
-                let b = quantize_q8_1(x);
-                qs.copy_from_slice(&b.qs);
-                *d = f16_to_f32(b.d);
-                *s = f16_to_f32(b.s);
+                let (dv, sum) = q8_act_block(x, qs);
+                *d = f16_to_f32(f32_to_f16_ggml(dv));
+                *s = f16_to_f32(f32_to_f16_ggml(sum as f32 * dv));
             }
         }
         ActKind::Q8K => {
@@ -267,5 +285,28 @@ pub(crate) fn quantize_rows_scalar(kind: ActKind, x: &[f32], out: ActRowsMut<'_>
             }
         }
         ActKind::F32 => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::q8_act_block;
+
+    /// ggml's run-time quantizer rounds `x * 127 / amax` half to even: with `amax = 127` the
+    /// values are their own quants, and 2.5 / -6.5 / 0.5 go to 2 / -6 / 0 (the reference
+    /// quantizer, rounding half away from zero, would give 3 / -7 / 1).
+    #[test]
+    fn run_time_q8_quantizer_rounds_half_to_even() {
+        let mut x = [0.0f32; 32];
+        x[0] = 127.0;
+        x[1] = 2.5;
+        x[2] = -6.5;
+        x[3] = 0.5;
+        x[4] = 3.5;
+        let mut qs = [0i8; 32];
+        let (d, sum) = q8_act_block(&x, &mut qs);
+        assert_eq!(d, 1.0);
+        assert_eq!(&qs[..5], &[127, 2, -6, 0, 4]);
+        assert_eq!(sum, 127 + 2 - 6 + 4);
     }
 }

@@ -1026,8 +1026,9 @@ fn pack_i32x32(i: [__m256i; 4]) -> __m256i {
     _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
 }
 
-/// `quantize_q8_0` / `quantize_q8_1`'s quants of one block (round half away
-/// from zero of `x * (1 / d)`, `d = max|x| / 127`): returns `(d, sum(qs))`.
+/// AVX2 twin of [`super::act::q8_act_block`] (ggml's run-time Q8_0/Q8_1
+/// activation quantizer: `x * (127 / amax)` rounded half to even): returns
+/// `(d, sum(qs))`.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn q8_0_block(x: &[f32; 32], qs: &mut [i8; 32]) -> (f32, i32) {
@@ -1039,17 +1040,13 @@ fn q8_0_block(x: &[f32; 32], qs: &mut [i8; 32]) -> (f32, i32) {
     let m23 = _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3]));
     let amax = hmax_ps(_mm256_max_ps(m01, m23));
     let d = amax / 127.0;
-    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let idv = _mm256_set1_ps(id);
-    let half = _mm256_set1_ps(0.5);
-    let one = _mm256_set1_ps(1.0);
     let cvt = |k: usize| {
         let y = _mm256_mul_ps(v[k], idv);
-        let t = _mm256_round_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
-        let frac = _mm256_andnot_ps(sign, _mm256_sub_ps(y, t));
-        let away = _mm256_cmp_ps::<_CMP_GE_OQ>(frac, half);
-        let step = _mm256_and_ps(away, _mm256_or_ps(_mm256_and_ps(y, sign), one));
-        _mm256_cvttps_epi32(_mm256_add_ps(t, step))
+        _mm256_cvtps_epi32(_mm256_round_ps::<
+            { _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC },
+        >(y))
     };
     let i = [cvt(0), cvt(1), cvt(2), cvt(3)];
     let sum = hsum_epi32(_mm256_add_epi32(

@@ -89,7 +89,7 @@ pub(crate) fn forward_layer(
 
     let mut h = vec![0.0f32; n * e];
     ops::rms_norm(&sa_out, &layer.ffn_norm, None, eps, &mut h);
-    let f = layer.ffn.forward(&h, n, cfg, Act::Gelu, batch.per_token)?;
+    let f = layer.ffn.forward(&h, n, cfg, Act::Gelu, &batch.mm)?;
     let mut out = vec![0.0f32; n * e];
     if let Some(w) = &layer.ffn_post_norm {
         ops::rms_norm(&f, w, None, eps, &mut out);

@@ -62,7 +62,7 @@ pub(crate) fn forward_layer(
 
     let mut h = vec![0.0f32; n * e];
     ops::rms_norm(&ffn_inp, &layer.ffn_norm, None, eps, &mut h);
-    let mut out = layer.ffn.forward(&h, n, cfg, Act::Silu, batch.per_token)?;
+    let mut out = layer.ffn.forward(&h, n, cfg, Act::Silu, &batch.mm)?;
     ops::add_inplace(&mut out, &ffn_inp);
     Ok(out)
 }

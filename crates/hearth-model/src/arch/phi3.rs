@@ -81,7 +81,7 @@ pub(crate) fn forward_layer(
         eps,
         &mut h,
     );
-    let mut out = layer.ffn.forward(&h, n, cfg, Act::Silu, batch.per_token)?;
+    let mut out = layer.ffn.forward(&h, n, cfg, Act::Silu, &batch.mm)?;
     ops::add_inplace(&mut out, &residual);
     Ok(out)
 }

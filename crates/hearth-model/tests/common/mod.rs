@@ -7,13 +7,22 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use hearth_model::{BatchNumerics, KvCache, KvType, LogitsFor, Model};
+use hearth_model::{BatchNumerics, KvCache, KvType, LogitsFor, Model, Numerics};
 use serde::Deserialize;
 
 /// Steps whose (ban-aware) top-1/top-2 margin is below this can flip; checks stop at the first.
 pub const MARGIN_TOL: f64 = 0.05;
-/// Allowed mean absolute difference of the top-10 logprobs over the checked steps.
-pub const LOGPROB_TOL: f64 = 0.05;
+/// Allowed mean absolute difference of the top-10 logprobs over the checked steps for
+/// [`Numerics::LlamaCpp`], which reproduces llama.cpp's kernels bit for bit (what remains are
+/// the exp/tanh of another libm).
+pub const LOGPROB_TOL_EXACT: f64 = 0.001;
+
+/// With [`Numerics::Fast`] (llama.cpp's math, f32 sums in another order) a greedy choice may
+/// differ from llama.cpp's where its top-1/top-2 margin is below this. The activations are
+/// quantized to 8 bits before every product, so a last-bit difference can move a value to the
+/// next quantization step; llama.cpp's own results move as much when only its batching
+/// changes (see the tolerances in the tests).
+pub const FAST_FLIP_MARGIN: f64 = 0.5;
 
 #[derive(Debug, Deserialize)]
 pub struct TopEntry {
@@ -77,15 +86,27 @@ pub fn read_records(path: &Path) -> Vec<Record> {
 }
 
 pub fn load_model(path: &Path) -> Model {
+    load_model_with(path, Numerics::Fast)
+}
+
+pub fn load_model_with(path: &Path, numerics: Numerics) -> Model {
     let gguf = hearth_gguf::MappedGguf::open(path)
         .unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-    Model::load(Arc::new(gguf)).unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+    let mut model =
+        Model::load(Arc::new(gguf)).unwrap_or_else(|e| panic!("loading {}: {e}", path.display()));
+    model.set_numerics(numerics);
+    model
 }
 
 /// The Gemma 3 270M model of the hearth cache.
 pub fn gemma() -> Model {
+    gemma_with(Numerics::Fast)
+}
+
+/// [`gemma`] with a choice of kernels.
+pub fn gemma_with(numerics: Numerics) -> Model {
     let path = hearth_store::default_model().expect("default model (scripts/fetch-fixtures.sh)");
-    load_model(&path)
+    load_model_with(&path, numerics)
 }
 
 /// Natural-log softmax in f64.
@@ -181,6 +202,8 @@ pub struct Stats {
     /// Largest single top-10 entry difference.
     pub max_entry_diff: f64,
     pub failures: Vec<String>,
+    /// llama.cpp's margin at each failure.
+    pub failure_margins: Vec<f64>,
 }
 
 impl Stats {
@@ -205,18 +228,35 @@ impl Stats {
         )
     }
 
-    /// Fails with the collected evidence unless every checked step matched and the mean
-    /// difference is within [`LOGPROB_TOL`].
+    /// Fails with the collected evidence unless the greedy choices match and the mean
+    /// difference is within `fast_tol` ([`Numerics::Fast`], where choices with a margin below
+    /// [`FAST_FLIP_MARGIN`] may differ) or [`LOGPROB_TOL_EXACT`] ([`Numerics::LlamaCpp`],
+    /// where every checked choice must match).
+    pub fn assert_ok_for(&self, label: &str, numerics: Numerics, fast_tol: f64) {
+        match numerics {
+            Numerics::LlamaCpp => self.assert_within(label, LOGPROB_TOL_EXACT, 0.0),
+            Numerics::Fast => self.assert_within(label, fast_tol, FAST_FLIP_MARGIN),
+        }
+    }
+
+    /// [`Stats::assert_ok_for`] for [`Numerics::LlamaCpp`].
     pub fn assert_ok(&self, label: &str) {
+        self.assert_within(label, LOGPROB_TOL_EXACT, 0.0);
+    }
+
+    fn assert_within(&self, label: &str, tol: f64, flip_margin: f64) {
         assert!(self.steps_checked > 0, "{label}: no step checked");
+        let hard: Vec<&String> = self
+            .failures
+            .iter()
+            .zip(&self.failure_margins)
+            .filter(|(_, &m)| m >= flip_margin)
+            .map(|(f, _)| f)
+            .collect();
+        assert!(hard.is_empty(), "{label}: greedy mismatches: {hard:#?}");
         assert!(
-            self.failures.is_empty(),
-            "{label}: greedy mismatches: {:#?}",
-            self.failures
-        );
-        assert!(
-            self.mean_diff() < LOGPROB_TOL,
-            "{label}: mean top-10 logprob difference {:.5} >= {LOGPROB_TOL}",
+            self.mean_diff() < tol,
+            "{label}: mean top-10 logprob difference {:.6} >= {tol}",
             self.mean_diff()
         );
     }
@@ -249,6 +289,7 @@ pub fn compare(rec: &Record, logits: &[Vec<f32>], stats: &mut Stats) {
         if ours == rec.generated_ids[k] {
             stats.steps_matched += 1;
         } else {
+            stats.failure_margins.push(step.margin_allowed);
             stats.failures.push(format!(
                 "{} step {k}: ours {ours}, llama.cpp {} (margin_allowed {:.4}, step diff {step_diff:.4})",
                 rec.id, rec.generated_ids[k], step.margin_allowed
