@@ -465,6 +465,9 @@ pub(crate) struct AttnSpec {
 pub(crate) struct Batch<'a> {
     /// Positions of the batch's tokens.
     pub(crate) pos: &'a [i64],
+    /// The rows of each sequence of the batch (consecutive, in order); sequence `s` attends
+    /// over its own cache, `caches[s]` of the layer.
+    pub(crate) segments: &'a [std::ops::Range<usize>],
     /// RoPE frequency divisors (`rope_freqs`, or phi3's long/short factors).
     pub(crate) rope_factors: Option<&'a [f32]>,
     /// Threads and numerics of the products.
@@ -479,7 +482,7 @@ pub(crate) fn attention_block(
     il: usize,
     x: &[f32],
     batch: &Batch<'_>,
-    cache: &mut LayerKv,
+    caches: &mut [&mut LayerKv],
     spec: &AttnSpec,
 ) -> Result<Vec<f32>> {
     let n = batch.pos.len();
@@ -501,20 +504,34 @@ pub(crate) fn attention_block(
     if let Some(s) = spec.q_prescale {
         ops::scale_inplace(&mut q, s);
     }
-    for (t, &p) in batch.pos.iter().enumerate() {
-        cache.push(p, &k[t * nk..(t + 1) * nk], &v[t * nv..(t + 1) * nv]);
+    let o_width = cfg.n_head * cfg.head_dim_v;
+    let mut attn = vec![0.0f32; n * o_width];
+    for (seg, cache) in batch.segments.iter().zip(caches.iter_mut()) {
+        for t in seg.clone() {
+            cache.push(
+                batch.pos[t],
+                &k[t * nk..(t + 1) * nk],
+                &v[t * nv..(t + 1) * nv],
+            );
+        }
+        let params = AttnParams {
+            n_head: cfg.n_head,
+            n_head_kv: cfg.n_head_kv,
+            head_dim_k: cfg.head_dim_k,
+            head_dim_v: cfg.head_dim_v,
+            scale: spec.kq_scale,
+            softcap: spec.softcap,
+            window: cache.window,
+        };
+        attention(
+            &q[seg.start * nq..seg.end * nq],
+            &batch.pos[seg.clone()],
+            cache,
+            &params,
+            &mut attn[seg.start * o_width..seg.end * o_width],
+            &batch.mm,
+        );
     }
-    let params = AttnParams {
-        n_head: cfg.n_head,
-        n_head_kv: cfg.n_head_kv,
-        head_dim_k: cfg.head_dim_k,
-        head_dim_v: cfg.head_dim_v,
-        scale: spec.kq_scale,
-        softcap: spec.softcap,
-        window: cache.window,
-    };
-    let mut attn = vec![0.0f32; n * cfg.n_head * cfg.head_dim_v];
-    attention(&q, batch.pos, cache, &params, &mut attn, &batch.mm);
     let mut out = vec![0.0f32; n * cfg.n_embd];
     batch.mm.matmul(&layer.wo, &attn, n, &mut out)?;
     if let Some(b) = &layer.bo {

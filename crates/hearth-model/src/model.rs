@@ -7,7 +7,7 @@ use hearth_gguf::{GgufFile, MappedGguf};
 use crate::arch;
 use crate::config::ModelConfig;
 use crate::error::{ConfigError, ModelError, Result};
-use crate::kv_cache::{KvCache, KvType};
+use crate::kv_cache::{KvCache, KvType, LayerKv};
 use crate::layer::{self, rope_params, Batch, Layer, Loader};
 use hearth_kernels::pool::ThreadPool;
 
@@ -44,6 +44,16 @@ pub enum LogitsFor {
     All,
     /// The last `n` tokens of the batch.
     LastN(usize),
+}
+
+/// One sequence of a [`Model::forward_batch`] call.
+pub struct SeqBatch<'a> {
+    /// Tokens to evaluate after those already in `kv`.
+    pub tokens: &'a [u32],
+    /// The sequence's cache.
+    pub kv: &'a mut KvCache,
+    /// Which rows' logits to return.
+    pub logits: LogitsFor,
 }
 
 /// Logits of some positions of a batch: one row of `n_vocab` raw scores per position.
@@ -358,34 +368,7 @@ impl Model {
     ) -> Result<Logits> {
         let per_token = numerics == BatchNumerics::PerToken;
         let n = tokens.len();
-        if n == 0 {
-            return Err(ModelError::EmptyBatch);
-        }
-        self.check_cache(kv)?;
-        if let Some((index, &id)) = tokens
-            .iter()
-            .enumerate()
-            .find(|(_, &id)| id as usize >= self.cfg.n_vocab)
-        {
-            return Err(ModelError::TokenOutOfRange {
-                id,
-                index,
-                n_vocab: self.cfg.n_vocab,
-            });
-        }
-        let rows: Vec<usize> = match logits_for {
-            LogitsFor::Last => vec![n - 1],
-            LogitsFor::All => (0..n).collect(),
-            LogitsFor::LastN(k) => {
-                if k > n {
-                    return Err(ModelError::LogitsRows {
-                        requested: k,
-                        n_tokens: n,
-                    });
-                }
-                (n - k..n).collect()
-            }
-        };
+        let rows = self.check_batch(tokens, kv, logits_for)?;
         self.make_room(kv, n)?;
 
         let mut data = Vec::with_capacity(rows.len() * self.cfg.n_vocab);
@@ -404,6 +387,139 @@ impl Model {
             rows,
             data,
         })
+    }
+
+    /// The batch rows `logits_for` asks for, after checking the batch.
+    fn check_batch(
+        &self,
+        tokens: &[u32],
+        kv: &KvCache,
+        logits_for: LogitsFor,
+    ) -> Result<Vec<usize>> {
+        let n = tokens.len();
+        if n == 0 {
+            return Err(ModelError::EmptyBatch);
+        }
+        self.check_cache(kv)?;
+        if let Some((index, &id)) = tokens
+            .iter()
+            .enumerate()
+            .find(|(_, &id)| id as usize >= self.cfg.n_vocab)
+        {
+            return Err(ModelError::TokenOutOfRange {
+                id,
+                index,
+                n_vocab: self.cfg.n_vocab,
+            });
+        }
+        Ok(match logits_for {
+            LogitsFor::Last => vec![n - 1],
+            LogitsFor::All => (0..n).collect(),
+            LogitsFor::LastN(k) => {
+                if k > n {
+                    return Err(ModelError::LogitsRows {
+                        requested: k,
+                        n_tokens: n,
+                    });
+                }
+                (n - k..n).collect()
+            }
+        })
+    }
+
+    /// Evaluates several sequences, each with its own KV cache, in one pass: the weight
+    /// products run on the rows of all sequences together (read once from memory for all),
+    /// attention per sequence. This is how a server advances all its running requests by one
+    /// step. Returns each sequence's logits, as [`Model::forward`] would.
+    ///
+    /// With [`Numerics::Fast`] a sequence's logits are bit-identical to evaluating it alone;
+    /// with [`Numerics::LlamaCpp`] the sequences are evaluated one after the other (llama.cpp's
+    /// kernels depend on the batch size). Every sequence is checked before any is evaluated;
+    /// an error leaves all caches as they were, except for context shifts already made.
+    pub fn forward_batch(&self, seqs: &mut [SeqBatch<'_>]) -> Result<Vec<Logits>> {
+        let rows = seqs
+            .iter()
+            .map(|s| self.check_batch(s.tokens, s.kv, s.logits))
+            .collect::<Result<Vec<_>>>()?;
+        for s in seqs.iter_mut() {
+            self.make_room(s.kv, s.tokens.len())?;
+        }
+        let total: usize = seqs.iter().map(|s| s.tokens.len()).sum();
+        if self.numerics == Numerics::LlamaCpp || total > N_UBATCH {
+            // Exact numerics, or more than one micro-batch: one sequence at a time (a long
+            // prompt is split into micro-batches by `forward`).
+            if self.numerics == Numerics::Fast {
+                return self.forward_batch_grouped(seqs, rows);
+            }
+            return seqs
+                .iter_mut()
+                .map(|s| self.forward(s.tokens, s.kv, s.logits))
+                .collect();
+        }
+        self.forward_group(seqs, &rows)
+    }
+
+    /// Fast numerics, more tokens than a micro-batch: sequences packed into micro-batches in
+    /// order; a sequence longer than a micro-batch runs alone.
+    fn forward_batch_grouped(
+        &self,
+        seqs: &mut [SeqBatch<'_>],
+        rows: Vec<Vec<usize>>,
+    ) -> Result<Vec<Logits>> {
+        let mut out = Vec::with_capacity(seqs.len());
+        let mut i = 0;
+        while i < seqs.len() {
+            if seqs[i].tokens.len() > N_UBATCH {
+                let s = &mut seqs[i];
+                out.push(self.forward(s.tokens, s.kv, s.logits)?);
+                i += 1;
+                continue;
+            }
+            let mut j = i;
+            let mut n = 0;
+            while j < seqs.len() && n + seqs[j].tokens.len() <= N_UBATCH {
+                n += seqs[j].tokens.len();
+                j += 1;
+            }
+            out.extend(self.forward_group(&mut seqs[i..j], &rows[i..j])?);
+            i = j;
+        }
+        Ok(out)
+    }
+
+    /// Sequences that fit in one micro-batch together.
+    fn forward_group(&self, seqs: &mut [SeqBatch<'_>], rows: &[Vec<usize>]) -> Result<Vec<Logits>> {
+        let mut parts: Vec<(&[u32], &mut KvCache, &[usize])> = seqs
+            .iter_mut()
+            .zip(rows)
+            .map(|(s, r)| (s.tokens, &mut *s.kv, r.as_slice()))
+            .collect();
+        let data = self.forward_ubatch_multi(&mut parts, false, Output::Logits)?;
+        Ok(data
+            .into_iter()
+            .zip(rows)
+            .map(|(data, rows)| Logits {
+                n_vocab: self.cfg.n_vocab,
+                rows: rows.clone(),
+                data,
+            })
+            .collect())
+    }
+
+    /// The hidden states after the output norm of every token of `tokens`, evaluated after
+    /// those already in `kv` (`[n][n_embd]`, row-major): what embeddings are pooled from
+    /// (llama.cpp's `embd` output with pooling `none`).
+    pub fn hidden_states(&self, tokens: &[u32], kv: &mut KvCache) -> Result<Vec<f32>> {
+        self.check_batch(tokens, kv, LogitsFor::All)?;
+        self.make_room(kv, tokens.len())?;
+        let mut out = Vec::with_capacity(tokens.len() * self.cfg.n_embd);
+        for chunk in tokens.chunks(N_UBATCH) {
+            let keep: Vec<usize> = (0..chunk.len()).collect();
+            let mut h =
+                self.forward_ubatch_multi(&mut [(chunk, &mut *kv, &keep)], false, Output::Hidden)?;
+            out.extend(h.pop().unwrap_or_default());
+        }
+        Ok(out)
     }
 
     /// Checks the context size and shifts the context if the cache asks for it.
@@ -453,7 +569,7 @@ impl Model {
         });
     }
 
-    /// One micro-batch; returns the logits of the batch rows `keep`.
+    /// One micro-batch of one sequence; returns the logits of the batch rows `keep`.
     fn forward_ubatch(
         &self,
         tokens: &[u32],
@@ -461,15 +577,40 @@ impl Model {
         keep: &[usize],
         per_token: bool,
     ) -> Result<Vec<f32>> {
+        let mut out =
+            self.forward_ubatch_multi(&mut [(tokens, kv, keep)], per_token, Output::Logits)?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// One micro-batch of several sequences, each with its own cache: the products run on all
+    /// rows together, attention per sequence. Returns, per sequence, the logits (or the
+    /// normalized hidden states) of its rows `keep`.
+    fn forward_ubatch_multi(
+        &self,
+        seqs: &mut [(&[u32], &mut KvCache, &[usize])],
+        per_token: bool,
+        output: Output,
+    ) -> Result<Vec<Vec<f32>>> {
         let cfg = &self.cfg;
-        let n = tokens.len();
         let e = cfg.n_embd;
-        let pos0 = kv.n_past as i64;
-        let pos: Vec<i64> = (0..n as i64).map(|i| pos0 + i).collect();
+        let n: usize = seqs.iter().map(|s| s.0.len()).sum();
+        let mut pos = Vec::with_capacity(n);
+        let mut segments = Vec::with_capacity(seqs.len());
+        let mut keep = Vec::new();
+        let mut kept_per_seq = Vec::with_capacity(seqs.len());
+        for (tokens, kv, k) in seqs.iter() {
+            let start = pos.len();
+            let pos0 = kv.n_past as i64;
+            pos.extend((0..tokens.len() as i64).map(|i| pos0 + i));
+            segments.push(start..pos.len());
+            keep.extend(k.iter().map(|&r| start + r));
+            kept_per_seq.push(k.len());
+        }
 
         // build_inp_embd: rows of token_embd, then the architecture's scale.
         let mut x = vec![0.0f32; n * e];
-        for (row, &t) in x.chunks_exact_mut(e).zip(tokens) {
+        let all_tokens = seqs.iter().flat_map(|s| s.0.iter());
+        for (row, &t) in x.chunks_exact_mut(e).zip(all_tokens) {
             self.w.tok_embd.dequantize_row(t as usize, row)?;
         }
         if let Some(s) = arch::embed_scale(cfg) {
@@ -481,40 +622,74 @@ impl Model {
             numerics: self.numerics,
             per_token,
         };
+        // RoPE factors depend on the context size (phi3), which may differ between caches;
+        // sequences of one micro-batch share the first one's.
+        let n_ctx = seqs.first().map_or(0, |s| s.1.n_ctx);
         let batch = Batch {
             pos: &pos,
-            rope_factors: self.rope_factors(kv.n_ctx),
+            segments: &segments,
+            rope_factors: self.rope_factors(n_ctx),
             mm,
         };
         for (il, layer) in self.w.layers.iter().enumerate() {
-            let cache = &mut kv.layers[il];
-            cache.evict_for(pos0);
-            let last = (il + 1 == cfg.n_layer).then_some(keep);
-            x = arch::forward_layer(cfg, layer, il, x, &batch, cache, last)?;
+            let mut caches: Vec<&mut LayerKv> = seqs
+                .iter_mut()
+                .zip(&segments)
+                .map(|((_, kv, _), seg)| {
+                    let cache = &mut kv.layers[il];
+                    cache.evict_for(pos[seg.start]);
+                    cache
+                })
+                .collect();
+            let last = (il + 1 == cfg.n_layer).then_some(keep.as_slice());
+            x = arch::forward_layer(cfg, layer, il, x, &batch, &mut caches, last)?;
         }
-        kv.n_past += n;
-        if keep.is_empty() {
-            return Ok(Vec::new());
+        for (tokens, kv, _) in seqs.iter_mut() {
+            kv.n_past += tokens.len();
         }
         let rows = keep.len();
         let mut h = vec![0.0f32; rows * e];
-        ops::rms_norm(
-            &x,
-            &self.w.output_norm,
-            self.w.output_norm_b.as_deref(),
-            cfg.rms_eps,
-            &mut h,
-        );
-        let mut logits = vec![0.0f32; rows * cfg.n_vocab];
-        mm.matmul(&self.w.output, &h, rows, &mut logits)?;
-        if let Some(b) = &self.w.output_b {
-            ops::add_bias(&mut logits, b);
+        if rows > 0 {
+            ops::rms_norm(
+                &x,
+                &self.w.output_norm,
+                self.w.output_norm_b.as_deref(),
+                cfg.rms_eps,
+                &mut h,
+            );
         }
-        if let Some(c) = cfg.final_softcap {
-            ops::softcap_inplace(&mut logits, c);
+        let (width, out) = match output {
+            Output::Hidden => (e, h),
+            Output::Logits => {
+                let mut logits = vec![0.0f32; rows * cfg.n_vocab];
+                if rows > 0 {
+                    mm.matmul(&self.w.output, &h, rows, &mut logits)?;
+                }
+                if let Some(b) = &self.w.output_b {
+                    ops::add_bias(&mut logits, b);
+                }
+                if let Some(c) = cfg.final_softcap {
+                    ops::softcap_inplace(&mut logits, c);
+                }
+                (cfg.n_vocab, logits)
+            }
+        };
+        let mut result = Vec::with_capacity(seqs.len());
+        let mut at = 0;
+        for k in kept_per_seq {
+            result.push(out[at * width..(at + k) * width].to_vec());
+            at += k;
         }
-        Ok(logits)
+        Ok(result)
     }
+}
+
+/// What a micro-batch returns for its kept rows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Logits,
+    /// The hidden states after the output norm (for embeddings).
+    Hidden,
 }
 
 /// Keeps `rows` of `x` if `keep` is given (the last layer's `inp_out_ids`).

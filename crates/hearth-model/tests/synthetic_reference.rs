@@ -102,3 +102,57 @@ fn gemma2_sliding_window_keeps_a_window_sized_cache() {
     eprintln!("{}", stats.line("gemma2 s4_long"));
     stats.assert_ok_for("gemma2 s4_long", Numerics::Fast, 0.05);
 }
+
+/// Several sequences in one `forward_batch` (the products shared, attention per sequence)
+/// give each sequence the bits it gets alone, with the fast kernels; with llama.cpp's
+/// numerics they are evaluated one by one and equal `forward` too. Also for gemma2's sliding
+/// window caches.
+#[test]
+fn forward_batch_equals_separate_forwards() {
+    use hearth_model::SeqBatch;
+    for (arch, file) in [("llama", "llama-q8_0.gguf"), ("gemma2", "gemma2-q8_0.gguf")] {
+        for numerics in [Numerics::Fast, Numerics::LlamaCpp] {
+            let model = load_model_with(&synthetic_dir(arch).join(file), numerics);
+            let prompts: [&[u32]; 3] = [
+                &[1, 20, 30, 40, 50],
+                &[1, 7],
+                &[1, 99, 98, 97, 96, 95, 94, 93],
+            ];
+            // Alone.
+            let mut want = Vec::new();
+            for p in prompts {
+                let mut kv = model.new_kv_cache(64, KvType::F16).unwrap();
+                let a = model.forward(p, &mut kv, LogitsFor::All).unwrap();
+                let b = model.forward(&[5, 6], &mut kv, LogitsFor::Last).unwrap();
+                want.push((a, b));
+            }
+            // Together: the prompts in one batch, then one step of two tokens each.
+            let mut kvs: Vec<_> = (0..3)
+                .map(|_| model.new_kv_cache(64, KvType::F16).unwrap())
+                .collect();
+            let mut seqs: Vec<SeqBatch> = kvs
+                .iter_mut()
+                .zip(prompts)
+                .map(|(kv, p)| SeqBatch {
+                    tokens: p,
+                    kv,
+                    logits: LogitsFor::All,
+                })
+                .collect();
+            let first = model.forward_batch(&mut seqs).unwrap();
+            let mut seqs: Vec<SeqBatch> = kvs
+                .iter_mut()
+                .map(|kv| SeqBatch {
+                    tokens: &[5, 6],
+                    kv,
+                    logits: LogitsFor::Last,
+                })
+                .collect();
+            let second = model.forward_batch(&mut seqs).unwrap();
+            for (i, (a, b)) in want.iter().enumerate() {
+                assert!(first[i] == *a, "{file} [{}]: prompt {i}", numerics.name());
+                assert!(second[i] == *b, "{file} [{}]: step of {i}", numerics.name());
+            }
+        }
+    }
+}

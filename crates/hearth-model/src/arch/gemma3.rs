@@ -62,7 +62,7 @@ pub(crate) fn forward_layer(
     il: usize,
     x: Vec<f32>,
     batch: &Batch<'_>,
-    cache: &mut LayerKv,
+    caches: &mut [&mut LayerKv],
     keep: Option<&[usize]>,
 ) -> Result<Vec<f32>> {
     let e = cfg.n_embd;
@@ -74,7 +74,7 @@ pub(crate) fn forward_layer(
         kq_scale: 1.0,
         softcap: cfg.attn_softcap,
     };
-    let attn = attention_block(cfg, layer, il, &cur, batch, cache, &spec)?;
+    let attn = attention_block(cfg, layer, il, &cur, batch, caches, &spec)?;
     let attn = keep_rows(attn, e, keep);
     let x = keep_rows(x, e, keep);
     let n = x.len() / e;

@@ -42,7 +42,7 @@ pub(crate) fn forward_layer(
     il: usize,
     x: Vec<f32>,
     batch: &Batch<'_>,
-    cache: &mut LayerKv,
+    caches: &mut [&mut LayerKv],
     keep: Option<&[usize]>,
 ) -> Result<Vec<f32>> {
     let e = cfg.n_embd;
@@ -54,7 +54,7 @@ pub(crate) fn forward_layer(
         kq_scale: cfg.attn_scale,
         softcap: None,
     };
-    let attn = attention_block(cfg, layer, il, &cur, batch, cache, &spec)?;
+    let attn = attention_block(cfg, layer, il, &cur, batch, caches, &spec)?;
     let mut ffn_inp = keep_rows(attn, e, keep);
     let x = keep_rows(x, e, keep);
     ops::add_inplace(&mut ffn_inp, &x);

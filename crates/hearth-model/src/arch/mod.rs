@@ -53,15 +53,17 @@ pub(crate) fn forward_layer(
     il: usize,
     x: Vec<f32>,
     batch: &Batch<'_>,
-    cache: &mut LayerKv,
+    caches: &mut [&mut LayerKv],
     keep: Option<&[usize]>,
 ) -> Result<Vec<f32>> {
     match cfg.arch {
         Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {
-            llama::forward_layer(cfg, layer, il, x, batch, cache, keep)
+            llama::forward_layer(cfg, layer, il, x, batch, caches, keep)
         }
-        Arch::Phi3 => phi3::forward_layer(cfg, layer, il, x, batch, cache, keep),
-        Arch::Gemma2 | Arch::Gemma3 => gemma3::forward_layer(cfg, layer, il, x, batch, cache, keep),
+        Arch::Phi3 => phi3::forward_layer(cfg, layer, il, x, batch, caches, keep),
+        Arch::Gemma2 | Arch::Gemma3 => {
+            gemma3::forward_layer(cfg, layer, il, x, batch, caches, keep)
+        }
     }
 }
 
