@@ -294,6 +294,36 @@ impl KvCache {
         }
     }
 
+    /// Keeps the first `n` positions and forgets the rest (`llama_memory_seq_rm(seq, n, -1)`),
+    /// so that a new continuation can be evaluated from position `n`: how a prompt that
+    /// starts like the cached sequence reuses its KV. Returns `false`, changing nothing, when
+    /// that is impossible: `n` is beyond the cached positions, or a sliding-window layer has
+    /// already dropped positions a token at `n` would attend to (the caller then clears the
+    /// cache and evaluates from the start).
+    pub fn truncate(&mut self, n: usize) -> bool {
+        if n > self.n_past {
+            return false;
+        }
+        let reachable = self.layers.iter().all(|l| match (l.window, l.pos.first()) {
+            (Some(w), Some(&first)) => first <= (n as i64 - w as i64 + 1).max(0),
+            _ => true,
+        });
+        if !reachable {
+            return false;
+        }
+        for l in &mut self.layers {
+            let keep = l.pos.partition_point(|&p| p < n as i64);
+            let end = l.pos.len();
+            if keep < end {
+                l.pos.truncate(keep);
+                l.k.remove_range(keep..end);
+                l.v.remove_range(keep..end);
+            }
+        }
+        self.n_past = n;
+        true
+    }
+
     /// Removes positions `[p0, p1)` from every layer and moves later positions down by
     /// `p1 - p0`, re-rotating their K rows with `rerope(layer, k_row, delta)`
     /// (`llama_memory_seq_rm` + `llama_memory_seq_add`).

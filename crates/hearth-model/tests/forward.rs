@@ -195,3 +195,26 @@ fn q8_0_cache_is_close_to_f16() {
     let d = max_abs_diff(la.last(), lb.last());
     assert!(d < 0.05, "q8_0 cache differs by {d}");
 }
+
+/// A cache truncated to a prefix continues exactly like one that only ever saw the prefix.
+#[test]
+fn truncated_cache_continues_like_a_fresh_prefix() {
+    let model = Tiny::default().model();
+    let mut kv = model.new_kv_cache(16, KvType::F16).unwrap();
+    model
+        .forward(&[3, 1, 4, 1, 5, 9], &mut kv, LogitsFor::Last)
+        .unwrap();
+    assert!(!kv.truncate(7), "beyond the cached positions");
+    assert_eq!(kv.len(), 6);
+    assert!(kv.truncate(3));
+    assert_eq!(kv.len(), 3);
+    let a = model.forward(&[2, 6], &mut kv, LogitsFor::All).unwrap();
+    let mut fresh = model.new_kv_cache(16, KvType::F16).unwrap();
+    model
+        .forward(&[3, 1, 4], &mut fresh, LogitsFor::Last)
+        .unwrap();
+    let b = model.forward(&[2, 6], &mut fresh, LogitsFor::All).unwrap();
+    assert!(a == b);
+    assert!(kv.truncate(0));
+    assert!(kv.is_empty());
+}
