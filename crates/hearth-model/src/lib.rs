@@ -36,4 +36,4 @@ pub use config::{Arch, ModelConfig, RopeConfig, RopeKind, RopeScaling};
 pub use error::{ConfigError, ModelError};
 pub use kv_cache::{KvCache, KvType};
 pub use model::{BatchNumerics, Logits, LogitsFor, Model, SeqBatch, N_UBATCH};
-pub use ops::Numerics;
+pub use ops::{MatmulObserver, Numerics};

@@ -11,7 +11,7 @@ use crate::kv_cache::{KvCache, KvType, LayerKv};
 use crate::layer::{self, rope_params, Batch, Layer, Loader};
 use hearth_kernels::pool::ThreadPool;
 
-use crate::ops::{self, Mm, Numerics, Source, Weight};
+use crate::ops::{self, MatmulObserver, Mm, Numerics, Source, Weight};
 
 /// Largest number of tokens evaluated in one step; longer batches are split like llama.cpp's
 /// micro-batches (`n_ubatch`, 512 by default), which also decides which attention kernel ggml
@@ -168,6 +168,7 @@ pub struct Model {
     w: Weights,
     pool: Arc<ThreadPool>,
     numerics: Numerics,
+    observer: Option<Arc<MatmulObserver>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -202,7 +203,15 @@ impl Model {
             w,
             pool: Arc::new(ThreadPool::with_available_parallelism()),
             numerics: Numerics::default(),
+            observer: None,
         }
+    }
+
+    /// Calls `observer(weight name, input rows, n_rows)` before every weight product of the
+    /// forward pass (the output projection included), e.g. to collect an importance matrix;
+    /// `None` removes it.
+    pub fn set_matmul_observer(&mut self, observer: Option<Arc<MatmulObserver>>) {
+        self.observer = observer;
     }
 
     /// Runs the model on `n_threads` threads (the caller's included; default: all cores).
@@ -621,6 +630,7 @@ impl Model {
             pool: &self.pool,
             numerics: self.numerics,
             per_token,
+            observer: self.observer.as_deref(),
         };
         // RoPE factors depend on the context size (phi3), which may differ between caches;
         // sequences of one micro-batch share the first one's.

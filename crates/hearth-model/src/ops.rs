@@ -77,7 +77,13 @@ pub(crate) struct Mm<'a> {
     pub(crate) pool: &'a ThreadPool,
     pub(crate) numerics: Numerics,
     pub(crate) per_token: bool,
+    /// Sees the input of every weight product (see [`MatmulObserver`]).
+    pub(crate) observer: Option<&'a MatmulObserver>,
 }
+
+/// Called with `(weight name, input rows, number of rows)` before every weight product, e.g.
+/// to accumulate an importance matrix (`llama-imatrix`'s `collect_imatrix`).
+pub type MatmulObserver = dyn Fn(&str, &[f32], usize) + Send + Sync;
 
 impl Mm<'_> {
     /// `out[t][r] = dot(weight row r, x[t])` for `n_tokens` rows of `w.n_in()` values
@@ -89,6 +95,9 @@ impl Mm<'_> {
         n_tokens: usize,
         out: &mut [f32],
     ) -> Result<()> {
+        if let Some(observe) = self.observer {
+            observe(&w.name, x, n_tokens);
+        }
         if self.numerics == Numerics::Fast {
             if let Some(q) = &w.fast {
                 return kmatmul::matmul(self.pool, q, x, n_tokens, out).map_err(|source| {
@@ -1243,6 +1252,7 @@ mod fast_vs_exact {
                     pool: &pool,
                     numerics: Numerics::Fast,
                     per_token: false,
+                    observer: None,
                 };
                 mm.matmul(&w, &x, n, &mut fast).unwrap();
                 let scale = exact.iter().fold(0.0f32, |a, &b| a.max(b.abs()));

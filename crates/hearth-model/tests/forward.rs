@@ -218,3 +218,30 @@ fn truncated_cache_continues_like_a_fresh_prefix() {
     assert!(kv.truncate(0));
     assert!(kv.is_empty());
 }
+
+/// The matmul observer sees the input of every weight product, by tensor name.
+#[test]
+fn matmul_observer_sees_every_product() {
+    use std::sync::{Arc, Mutex};
+    let mut model = Tiny::default().model();
+    let seen: Arc<Mutex<Vec<(String, usize, usize)>>> = Arc::default();
+    let s = seen.clone();
+    model.set_matmul_observer(Some(Arc::new(move |name: &str, x: &[f32], n: usize| {
+        s.lock().unwrap().push((name.to_string(), x.len() / n, n));
+    })));
+    let mut kv = model.new_kv_cache(16, KvType::F16).unwrap();
+    model.forward(&[3, 1, 4], &mut kv, LogitsFor::Last).unwrap();
+    let seen = seen.lock().unwrap();
+    let cfg = model.config();
+    // Every layer's projections for the 3 rows (the last layer's FFN only for the kept row),
+    // then the output projection for 1 row.
+    assert!(seen
+        .iter()
+        .any(|(n, w, r)| n == "blk.0.attn_q.weight" && *w == cfg.n_embd && *r == 3));
+    let last_layer = cfg.n_layer - 1;
+    let down = format!("blk.{last_layer}.ffn_down.weight");
+    assert!(seen.iter().any(|(n, w, r)| *n == down && *w == cfg.n_ff && *r == 1));
+    let last = seen.last().unwrap();
+    assert_eq!((last.1, last.2), (cfg.n_embd, 1));
+    assert!(last.0 == "output.weight" || last.0 == "token_embd.weight");
+}
