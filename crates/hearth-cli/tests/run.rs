@@ -37,15 +37,16 @@ fn run_json(prompt: &str, n: usize, numerics: &str) -> Json {
     serde_json::from_slice(&out).expect("run --json prints JSON")
 }
 
-/// Greedy generation with `numerics` against llama.cpp's: the same tokens up to the first
-/// step whose margin is below `stop_margin`, and top-10 logprobs within `tol` on average.
-fn compare_greedy(numerics: &str, stop_margin: f64, tol: f64) {
+/// Greedy generation with `numerics` against llama.cpp's on the records `ids` (all if empty):
+/// the same tokens up to the first step whose margin is below `stop_margin`, and top-10
+/// logprobs within `tol` on average.
+fn compare_greedy(ids: &[&str], numerics: &str, stop_margin: f64, tol: f64, min_steps: usize) {
     const N: usize = 16;
     let mut compared = 0;
-    for r in references().iter().filter(|r| {
-        ["v03_python", "v05_list", "v07_arith", "v09_multilingual"]
-            .contains(&r["id"].as_str().unwrap())
-    }) {
+    for r in references()
+        .iter()
+        .filter(|r| ids.is_empty() || ids.contains(&r["id"].as_str().unwrap()))
+    {
         let ours = run_json(r["prompt"].as_str().unwrap(), N, numerics);
         assert_eq!(
             ours["prompt_tokens"], r["prompt_tokens"],
@@ -55,6 +56,10 @@ fn compare_greedy(numerics: &str, stop_margin: f64, tol: f64) {
         let (mut diff_sum, mut n_lp) = (0.0f64, 0usize);
         for (i, step) in r["steps"].as_array().unwrap().iter().take(N).enumerate() {
             let our_step = &ours["steps"][i];
+            if step["margin"].as_f64().unwrap() < stop_margin {
+                // A near-tie: the choice may go either way, and what follows differs.
+                break;
+            }
             assert_eq!(our_step["id"], step["id"], "{}: step {i}", r["id"]);
             let their_top: Vec<(u64, f64)> = step["top10"]
                 .as_array()
@@ -70,9 +75,6 @@ fn compare_greedy(numerics: &str, stop_margin: f64, tol: f64) {
                 }
             }
             compared += 1;
-            if step["margin"].as_f64().unwrap() < stop_margin {
-                break;
-            }
         }
         let mean = diff_sum / n_lp.max(1) as f64;
         assert!(
@@ -81,12 +83,18 @@ fn compare_greedy(numerics: &str, stop_margin: f64, tol: f64) {
             r["id"]
         );
     }
-    assert!(compared >= 30, "compared only {compared} steps");
+    assert!(compared >= min_steps, "compared only {compared} steps");
 }
 
 #[test]
 fn greedy_run_reproduces_llama_cpp_on_the_default_model() {
-    compare_greedy("llama.cpp", 0.05, 0.001);
+    compare_greedy(
+        &["v03_python", "v05_list", "v07_arith", "v09_multilingual"],
+        "llama.cpp",
+        0.05,
+        0.001,
+        40,
+    );
 }
 
 /// hearth's own kernels: llama.cpp's math summed in another order, which moves Gemma's
@@ -94,7 +102,7 @@ fn greedy_run_reproduces_llama_cpp_on_the_default_model() {
 /// crates/hearth-model/tests/gemma3_reference.rs).
 #[test]
 fn greedy_run_with_fast_kernels_follows_llama_cpp() {
-    compare_greedy("fast", 0.5, 0.2);
+    compare_greedy(&[], "fast", 1.0, 0.2, 20);
 }
 
 #[test]

@@ -18,3 +18,4 @@ pub mod cpu;
 pub mod matmul;
 pub mod pool;
 pub mod quant;
+pub mod vec;

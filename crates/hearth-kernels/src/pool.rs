@@ -42,7 +42,7 @@ impl PoolConfig {
         PoolConfig {
             n_threads: n_threads.max(1),
             pin: true,
-            spin: 1 << 14,
+            spin: 1 << 18,
         }
     }
 }

@@ -14,7 +14,10 @@
 //! Both are implemented; `attention` chooses as ggml does, so a decode step here computes what
 //! a decode step in llama.cpp computes.
 
-use crate::kv_cache::{KvType, LayerKv};
+use hearth_kernels::pool::ThreadPool;
+use hearth_kernels::vec::{axpy_f16, axpy_f32, dot_f16 as vec_dot_f16, dot_f32 as vec_dot_f32};
+
+use crate::kv_cache::{KvType, LayerKv, RowSlice};
 use crate::ops::{
     dot, dot_f16_vec, fma32, reduce_add_16, round_activation, round_f16, v_expf, Mm, Numerics,
 };
@@ -65,9 +68,11 @@ pub(crate) fn attention(
     out: &mut [f32],
     mm: &Mm<'_>,
 ) {
-    // The fast numerics compute every row alone, so that a row's result does not depend on
-    // its batch.
-    let per_token = mm.exact_per_token() || mm.numerics == Numerics::Fast;
+    if mm.numerics == Numerics::Fast {
+        attention_fast(q, q_pos, cache, p, out, mm.pool);
+        return;
+    }
+    let per_token = mm.exact_per_token();
     let n_q = q_pos.len();
     let n_cells = cache.n_cells();
     let one_token = per_token || n_q == 1;
@@ -119,6 +124,68 @@ pub(crate) fn attention(
                 .copy_from_slice(&o[r * dv..(r + 1) * dv]);
         }
     }
+}
+
+/// [`attention`] with hearth's kernels: for every query row and head, the scores of the
+/// visible cells (f32 dot products with the cached K, read in place), an exact softmax in f32,
+/// and the weighted sum of the cached V rows. Rows and heads are shared between the threads of
+/// `pool`; each output is computed whole by one thread, so the result of a row does not
+/// depend on its batch or on the thread count.
+fn attention_fast(
+    q: &[f32],
+    q_pos: &[i64],
+    cache: &LayerKv,
+    p: &AttnParams,
+    out: &mut [f32],
+    pool: &ThreadPool,
+) {
+    let (dk, dv) = (p.head_dim_k, p.head_dim_v);
+    let group = (p.n_head / p.n_head_kv.max(1)).max(1);
+    let (scale, cap) = p.score_scale();
+    let q_width = p.n_head * dk;
+    let pos = &cache.pos;
+    pool.par_chunks_mut(out, dv, |i, o| {
+        let (t, h) = (i / p.n_head, i % p.n_head);
+        let kvh = h / group;
+        let qp = q_pos[t];
+        let qh = &q[t * q_width + h * dk..t * q_width + (h + 1) * dk];
+        // Cells hold ascending positions: the visible ones are a contiguous run.
+        let first = match p.window {
+            Some(w) => pos.partition_point(|&pk| qp - pk >= w as i64),
+            None => 0,
+        };
+        let end = pos.partition_point(|&pk| pk <= qp);
+        o.fill(0.0);
+        if first >= end {
+            return;
+        }
+        let mut scratch = Vec::new();
+        let mut scores = Vec::with_capacity(end - first);
+        for c in first..end {
+            let mut s = match cache.k.slice(c, kvh * dk..(kvh + 1) * dk, &mut scratch) {
+                RowSlice::F16(k) => vec_dot_f16(k, qh),
+                RowSlice::F32(k) => vec_dot_f32(k, qh),
+            } * scale;
+            if cap != 0.0 {
+                s = cap * s.tanh();
+            }
+            scores.push(s);
+        }
+        let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let mut sum = 0.0f32;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        for (c, &w) in (first..end).zip(&scores) {
+            match cache.v.slice(c, kvh * dv..(kvh + 1) * dv, &mut scratch) {
+                RowSlice::F16(v) => axpy_f16(o, w, v),
+                RowSlice::F32(v) => axpy_f32(o, w, v),
+            }
+        }
+        let inv = 1.0 / sum;
+        o.iter_mut().for_each(|x| *x *= inv);
+    });
 }
 
 struct Ctx<'a> {

@@ -31,6 +31,12 @@ impl KvType {
     }
 }
 
+/// Part of a cached row, as stored or converted.
+pub(crate) enum RowSlice<'a> {
+    F16(&'a [u16]),
+    F32(&'a [f32]),
+}
+
 /// Rows of one tensor (K or V) of one layer.
 #[derive(Clone, Debug)]
 pub(crate) struct KvRows {
@@ -89,6 +95,32 @@ impl KvRows {
             KvType::Q8_0 => {
                 let rb = self.row_bytes();
                 self.q8.drain(cells.start * rb..cells.end * rb);
+            }
+        }
+    }
+
+    /// Values `range` of cell `cell`, as f16 bits when the cache is f16 (no copy), else
+    /// dequantized into `scratch`.
+    pub(crate) fn slice<'a>(
+        &'a self,
+        cell: usize,
+        range: std::ops::Range<usize>,
+        scratch: &'a mut Vec<f32>,
+    ) -> RowSlice<'a> {
+        match self.ty {
+            KvType::F16 => {
+                let base = cell * self.width;
+                RowSlice::F16(&self.f16[base + range.start..base + range.end])
+            }
+            KvType::Q8_0 => {
+                // The whole blocks covering `range`.
+                let rb = self.row_bytes();
+                let (v0, v1) = (range.start / 32 * 32, range.end.div_ceil(32) * 32);
+                let row = &self.q8[cell * rb..(cell + 1) * rb];
+                scratch.resize(v1 - v0, 0.0);
+                let _ =
+                    quant::dequantize(GgmlType::Q8_0, &row[v0 / 32 * 34..v1 / 32 * 34], scratch);
+                RowSlice::F32(&scratch[range.start - v0..range.end - v0])
             }
         }
     }

@@ -240,7 +240,9 @@ fn matmul_observer_sees_every_product() {
         .any(|(n, w, r)| n == "blk.0.attn_q.weight" && *w == cfg.n_embd && *r == 3));
     let last_layer = cfg.n_layer - 1;
     let down = format!("blk.{last_layer}.ffn_down.weight");
-    assert!(seen.iter().any(|(n, w, r)| *n == down && *w == cfg.n_ff && *r == 1));
+    assert!(seen
+        .iter()
+        .any(|(n, w, r)| *n == down && *w == cfg.n_ff && *r == 1));
     let last = seen.last().unwrap();
     assert_eq!((last.1, last.2), (cfg.n_embd, 1));
     assert!(last.0 == "output.weight" || last.0 == "token_embd.weight");

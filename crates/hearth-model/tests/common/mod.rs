@@ -21,8 +21,9 @@ pub const LOGPROB_TOL_EXACT: f64 = 0.001;
 /// differ from llama.cpp's where its top-1/top-2 margin is below this. The activations are
 /// quantized to 8 bits before every product, so a last-bit difference can move a value to the
 /// next quantization step; llama.cpp's own results move as much when only its batching
-/// changes (see the tolerances in the tests).
-pub const FAST_FLIP_MARGIN: f64 = 0.5;
+/// changes (on Gemma 3 single top-10 logprobs move by up to 1.58 that way; see
+/// `tests/gemma3_reference.rs`).
+pub const FAST_FLIP_MARGIN: f64 = 1.0;
 
 #[derive(Debug, Deserialize)]
 pub struct TopEntry {

@@ -1,0 +1,302 @@
+//! Vector kernels of attention (ggml's `vec.h`): dot products and `y += a * x` between f32
+//! vectors and rows stored as f16 (the KV cache) or f32.
+//!
+//! The SIMD code is chosen once for [`CpuLevel::active`] (AVX2 + FMA + F16C where present);
+//! every kernel has a scalar twin, and the tests compare them. Results of the two differ only
+//! by the order of the f32 additions.
+
+#![allow(unsafe_code)]
+
+use std::sync::OnceLock;
+
+use crate::cpu::CpuLevel;
+use crate::quant::f16_to_f32;
+
+/// The kernels of one level.
+#[derive(Clone, Copy)]
+struct Kernels {
+    dot_f16: fn(&[u16], &[f32]) -> f32,
+    axpy_f16: fn(&mut [f32], f32, &[u16]),
+    dot_f32: fn(&[f32], &[f32]) -> f32,
+    axpy_f32: fn(&mut [f32], f32, &[f32]),
+}
+
+const SCALAR: Kernels = Kernels {
+    dot_f16: scalar::dot_f16,
+    axpy_f16: scalar::axpy_f16,
+    dot_f32: scalar::dot_f32,
+    axpy_f32: scalar::axpy_f32,
+};
+
+#[cfg(target_arch = "x86_64")]
+const AVX2: Kernels = Kernels {
+    dot_f16: avx2::dot_f16,
+    axpy_f16: avx2::axpy_f16,
+    dot_f32: avx2::dot_f32,
+    axpy_f32: avx2::axpy_f32,
+};
+
+fn kernels_for(level: CpuLevel) -> Kernels {
+    #[cfg(target_arch = "x86_64")]
+    if level >= CpuLevel::Avx2 {
+        return AVX2;
+    }
+    let _ = level;
+    SCALAR
+}
+
+fn kernels() -> &'static Kernels {
+    static K: OnceLock<Kernels> = OnceLock::new();
+    K.get_or_init(|| kernels_for(CpuLevel::active()))
+}
+
+/// `sum(f16(a[i]) * b[i])` over the shorter length.
+#[inline]
+pub fn dot_f16(a: &[u16], b: &[f32]) -> f32 {
+    (kernels().dot_f16)(a, b)
+}
+
+/// `y[i] += alpha * f16(x[i])` over the shorter length.
+#[inline]
+pub fn axpy_f16(y: &mut [f32], alpha: f32, x: &[u16]) {
+    (kernels().axpy_f16)(y, alpha, x)
+}
+
+/// `sum(a[i] * b[i])` over the shorter length.
+#[inline]
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    (kernels().dot_f32)(a, b)
+}
+
+/// `y[i] += alpha * x[i]` over the shorter length.
+#[inline]
+pub fn axpy_f32(y: &mut [f32], alpha: f32, x: &[f32]) {
+    (kernels().axpy_f32)(y, alpha, x)
+}
+
+/// Portable twins.
+mod scalar {
+    use super::f16_to_f32;
+
+    pub(super) fn dot_f16(a: &[u16], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(&x, &y)| f16_to_f32(x) * y).sum()
+    }
+
+    pub(super) fn axpy_f16(y: &mut [f32], alpha: f32, x: &[u16]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y += alpha * f16_to_f32(x);
+        }
+    }
+
+    pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(&x, &y)| x * y).sum()
+    }
+
+    pub(super) fn axpy_f32(y: &mut [f32], alpha: f32, x: &[f32]) {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y += alpha * x;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::f16_to_f32;
+    use crate::matmul::x86_avx2::hsum_ps;
+
+    // Each wrapper is only installed by `kernels_for` for a level the CPU supports, so the
+    // `target_feature` functions below may be called.
+
+    pub(super) fn dot_f16(a: &[u16], b: &[f32]) -> f32 {
+        // SAFETY: AVX2, FMA and F16C are present (see above).
+        unsafe { dot_f16_impl(a, b) }
+    }
+
+    pub(super) fn axpy_f16(y: &mut [f32], alpha: f32, x: &[u16]) {
+        // SAFETY: as above.
+        unsafe { axpy_f16_impl(y, alpha, x) }
+    }
+
+    pub(super) fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+        // SAFETY: as above.
+        unsafe { dot_f32_impl(a, b) }
+    }
+
+    pub(super) fn axpy_f32(y: &mut [f32], alpha: f32, x: &[f32]) {
+        // SAFETY: as above.
+        unsafe { axpy_f32_impl(y, alpha, x) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_f16_impl(a: &[u16], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let (a, b) = (&a[..n], &b[..n]);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let j = i + 8 * k;
+                // SAFETY: j + 8 <= n for both slices.
+                unsafe {
+                    let x = _mm256_cvtph_ps(_mm_loadu_si128(a.as_ptr().add(j) as *const __m128i));
+                    let y = _mm256_loadu_ps(b.as_ptr().add(j));
+                    *acc = _mm256_fmadd_ps(x, y, *acc);
+                }
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n.
+            unsafe {
+                let x = _mm256_cvtph_ps(_mm_loadu_si128(a.as_ptr().add(i) as *const __m128i));
+                let y = _mm256_loadu_ps(b.as_ptr().add(i));
+                acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
+            }
+            i += 8;
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut sum = hsum_ps(s);
+        for j in i..n {
+            sum += f16_to_f32(a[j]) * b[j];
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn axpy_f16_impl(y: &mut [f32], alpha: f32, x: &[u16]) {
+        let n = y.len().min(x.len());
+        let av = _mm256_set1_ps(alpha);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n for both slices.
+            unsafe {
+                let xv = _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(i) as *const __m128i));
+                let p = y.as_mut_ptr().add(i);
+                _mm256_storeu_ps(p, _mm256_fmadd_ps(av, xv, _mm256_loadu_ps(p)));
+            }
+            i += 8;
+        }
+        for j in i..n {
+            y[j] += alpha * f16_to_f32(x[j]);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_f32_impl(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len().min(b.len());
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                let j = i + 8 * k;
+                // SAFETY: j + 8 <= n for both slices.
+                unsafe {
+                    let x = _mm256_loadu_ps(a.as_ptr().add(j));
+                    let y = _mm256_loadu_ps(b.as_ptr().add(j));
+                    *acc = _mm256_fmadd_ps(x, y, *acc);
+                }
+            }
+            i += 32;
+        }
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n.
+            unsafe {
+                let x = _mm256_loadu_ps(a.as_ptr().add(i));
+                let y = _mm256_loadu_ps(b.as_ptr().add(i));
+                acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
+            }
+            i += 8;
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        let mut sum = hsum_ps(s);
+        for j in i..n {
+            sum += a[j] * b[j];
+        }
+        sum
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn axpy_f32_impl(y: &mut [f32], alpha: f32, x: &[f32]) {
+        let n = y.len().min(x.len());
+        let av = _mm256_set1_ps(alpha);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n for both slices.
+            unsafe {
+                let xv = _mm256_loadu_ps(x.as_ptr().add(i));
+                let p = y.as_mut_ptr().add(i);
+                _mm256_storeu_ps(p, _mm256_fmadd_ps(av, xv, _mm256_loadu_ps(p)));
+            }
+            i += 8;
+        }
+        for j in i..n {
+            y[j] += alpha * x[j];
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::f32_to_f16;
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let h = (i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8;
+                (h % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Every level this CPU supports against the scalar twin, on lengths that exercise the
+    /// 32-, 8- and 1-wide loops.
+    #[test]
+    fn simd_kernels_match_their_scalar_twins() {
+        for level in CpuLevel::supported() {
+            let k = kernels_for(level);
+            for n in [0usize, 1, 7, 8, 31, 32, 33, 64, 100, 256, 1000] {
+                let a = data(n, 1);
+                let b = data(n, 2);
+                let h: Vec<u16> = a.iter().map(|&x| f32_to_f16(x)).collect();
+                let tol = 1e-5 * (n as f32 + 1.0);
+                let (d0, d1) = ((k.dot_f16)(&h, &b), scalar::dot_f16(&h, &b));
+                assert!(
+                    (d0 - d1).abs() <= tol,
+                    "{level:?} dot_f16 n={n}: {d0} vs {d1}"
+                );
+                let (d0, d1) = ((k.dot_f32)(&a, &b), scalar::dot_f32(&a, &b));
+                assert!(
+                    (d0 - d1).abs() <= tol,
+                    "{level:?} dot_f32 n={n}: {d0} vs {d1}"
+                );
+                let mut y0 = b.clone();
+                let mut y1 = b.clone();
+                (k.axpy_f16)(&mut y0, 0.37, &h);
+                scalar::axpy_f16(&mut y1, 0.37, &h);
+                for (i, (p, q)) in y0.iter().zip(&y1).enumerate() {
+                    assert!((p - q).abs() <= 1e-6, "{level:?} axpy_f16 n={n} [{i}]");
+                }
+                let mut y0 = b.clone();
+                let mut y1 = b.clone();
+                (k.axpy_f32)(&mut y0, -1.5, &a);
+                scalar::axpy_f32(&mut y1, -1.5, &a);
+                for (i, (p, q)) in y0.iter().zip(&y1).enumerate() {
+                    assert!((p - q).abs() <= 1e-6, "{level:?} axpy_f32 n={n} [{i}]");
+                }
+            }
+        }
+    }
+
+    /// The scalar twins against values computed by hand.
+    #[test]
+    fn scalar_kernels_compute_the_definition() {
+        let h: Vec<u16> = [1.0f32, 2.0, -0.5].iter().map(|&x| f32_to_f16(x)).collect();
+        assert_eq!(scalar::dot_f16(&h, &[3.0, 0.25, 4.0]), 3.0 + 0.5 - 2.0);
+        let mut y = vec![1.0, 1.0, 1.0];
+        scalar::axpy_f16(&mut y, 2.0, &h);
+        assert_eq!(y, vec![3.0, 5.0, 0.0]);
+    }
+}
