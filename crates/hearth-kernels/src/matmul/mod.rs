@@ -475,42 +475,121 @@ fn n_parts(pool: &ThreadPool, n_rows: usize) -> usize {
 }
 
 fn matmul_kernel(pool: &ThreadPool, w: &QMatrix<'_>, k: &Kernel, acts: &Acts<'_>, out: &mut [f32]) {
-    let (n_rows, n_tokens, rb) = (w.n_rows, acts.n_tokens, w.row_bytes);
-    let data = w.data.bytes();
-    let row = |r: usize| &data[r * rb..(r + 1) * rb];
+    let n_rows = w.n_rows;
     let out = SharedMut::new(out);
     pool.run_parts(n_parts(pool, n_rows), |i, n| {
         let (r0, r1) = split_range(n_rows, n, i, 4);
-        if r0 == r1 {
-            return;
+        kernel_rows(w, k, acts, &out, r0, r1);
+    });
+}
+
+/// Rows `r0..r1` of `w x` into `out` (`[n_tokens][n_rows]`).
+fn kernel_rows(
+    w: &QMatrix<'_>,
+    k: &Kernel,
+    acts: &Acts<'_>,
+    out: &SharedMut<'_, f32>,
+    r0: usize,
+    r1: usize,
+) {
+    let (n_rows, n_tokens, rb) = (w.n_rows, acts.n_tokens, w.row_bytes);
+    let data = w.data.bytes();
+    let row = |r: usize| &data[r * rb..(r + 1) * rb];
+    if r0 >= r1 {
+        return;
+    }
+    if n_tokens == 1 {
+        // SAFETY: rows r0..r1 belong to the caller's part alone.
+        let dst = unsafe { out.slice(r0, r1 - r0) };
+        for (r, o) in (r0..r1).zip(dst.chunks_exact_mut(1)) {
+            k.run(row(r), acts, 0, o);
         }
-        if n_tokens == 1 {
-            // SAFETY: rows r0..r1 belong to this part alone (split_range).
-            let dst = unsafe { out.slice(r0, r1 - r0) };
-            for (r, o) in (r0..r1).zip(dst.chunks_exact_mut(1)) {
-                k.run(row(r), acts, 0, o);
-            }
-            return;
-        }
-        let mut tile = [0.0f32; TILE];
-        for tb in (0..n_tokens).step_by(TOKEN_BLOCK) {
-            let tb_end = (tb + TOKEN_BLOCK).min(n_tokens);
-            for rc in (r0..r1).step_by(ROW_CHUNK) {
-                let rc_end = (rc + ROW_CHUNK).min(r1);
-                for t in (tb..tb_end).step_by(TILE) {
-                    let nt = TILE.min(tb_end - t);
-                    for r in rc..rc_end {
-                        k.run(row(r), acts, t, &mut tile[..nt]);
-                        for (j, &v) in tile[..nt].iter().enumerate() {
-                            // SAFETY: row r is in this part's range, so
-                            // element (t + j, r) is written by no other part.
-                            unsafe { out.slice((t + j) * n_rows + r, 1)[0] = v };
-                        }
+        return;
+    }
+    let mut tile = [0.0f32; TILE];
+    for tb in (0..n_tokens).step_by(TOKEN_BLOCK) {
+        let tb_end = (tb + TOKEN_BLOCK).min(n_tokens);
+        for rc in (r0..r1).step_by(ROW_CHUNK) {
+            let rc_end = (rc + ROW_CHUNK).min(r1);
+            for t in (tb..tb_end).step_by(TILE) {
+                let nt = TILE.min(tb_end - t);
+                for r in rc..rc_end {
+                    k.run(row(r), acts, t, &mut tile[..nt]);
+                    for (j, &v) in tile[..nt].iter().enumerate() {
+                        // SAFETY: row r is in the caller's range, so
+                        // element (t + j, r) is written by no other part.
+                        unsafe { out.slice((t + j) * n_rows + r, 1)[0] = v };
                     }
                 }
             }
         }
+    }
+}
+
+/// Several products of one input: `outs[i] = ws[i] x` (each `[n_tokens][n_rows_i]`), as
+/// [`matmul`] computes each, but with the input quantized once per activation format and the
+/// rows of all matrices shared between the threads in one run: how fused Q/K/V and
+/// gate/up projections run (one synchronization instead of one per matrix).
+pub fn matmul_many(
+    pool: &ThreadPool,
+    ws: &[&QMatrix<'_>],
+    x: &[f32],
+    n_tokens: usize,
+    outs: &mut [&mut [f32]],
+) -> Result<(), QuantError> {
+    if ws.len() != outs.len() {
+        return Err(QuantError::Shape {
+            what: "outputs",
+            expected: ws.len(),
+            got: outs.len(),
+        });
+    }
+    for (w, o) in ws.iter().zip(outs.iter()) {
+        w.check_operands(x, n_tokens, o)?;
+    }
+    if n_tokens == 0 {
+        return Ok(());
+    }
+    if ws.iter().any(|w| w.kernel.is_none()) {
+        for (w, o) in ws.iter().zip(outs.iter_mut()) {
+            matmul(pool, w, x, n_tokens, o)?;
+        }
+        return Ok(());
+    }
+    // One quantization per (format, level).
+    let mut acts: Vec<(ActKind, CpuLevel, Acts<'_>)> = Vec::new();
+    let mut which = Vec::with_capacity(ws.len());
+    for w in ws {
+        let k = w.kernel.as_ref().expect("checked above");
+        let i = match acts
+            .iter()
+            .position(|(a, l, _)| *a == k.act && *l == w.level)
+        {
+            Some(i) => i,
+            None => {
+                let a = Acts::quantize(k.act, x, n_tokens, w.ne0, w.level, Some(pool));
+                acts.push((k.act, w.level, a));
+                acts.len() - 1
+            }
+        };
+        which.push(i);
+    }
+    let total: usize = ws.iter().map(|w| w.n_rows).sum();
+    let shared: Vec<SharedMut<'_, f32>> = outs.iter_mut().map(|o| SharedMut::new(o)).collect();
+    pool.run_parts(n_parts(pool, total), |i, n| {
+        let (g0, g1) = split_range(total, n, i, 4);
+        // The matrices overlapping global rows g0..g1.
+        let mut base = 0;
+        for (m, w) in ws.iter().enumerate() {
+            let (a, b) = (g0.max(base), g1.min(base + w.n_rows));
+            if a < b {
+                let k = w.kernel.as_ref().expect("checked above");
+                kernel_rows(w, k, &acts[which[m]].2, &shared[m], a - base, b - base);
+            }
+            base += w.n_rows;
+        }
     });
+    Ok(())
 }
 
 fn matmul_dequant(pool: &ThreadPool, w: &QMatrix<'_>, x: &[f32], n_tokens: usize, out: &mut [f32]) {

@@ -349,6 +349,61 @@ fn matmul_is_deterministic_across_threads_tiles_and_batching() {
     }
 }
 
+/// `matmul_many` gives every matrix the bits `matmul` gives it, for mixed types (shared and
+/// separate activation formats) and row counts that do not line up with the thread split.
+#[test]
+fn matmul_many_equals_separate_products() {
+    let mut rng = Rng(11);
+    let ne0 = QK_K;
+    let mixes: [&[(GgmlType, usize)]; 3] = [
+        &[
+            (GgmlType::Q5_0, 37),
+            (GgmlType::Q5_0, 5),
+            (GgmlType::Q8_0, 70),
+        ],
+        &[
+            (GgmlType::Q4_K, 9),
+            (GgmlType::Q6_K, 33),
+            (GgmlType::Q4_0, 64),
+        ],
+        &[(GgmlType::F16, 3)],
+    ];
+    for pool in [ThreadPool::new(1), ThreadPool::new(3)] {
+        for mix in mixes {
+            for n_tokens in [1usize, 6] {
+                let data: Vec<Vec<u8>> = mix
+                    .iter()
+                    .map(|&(ty, rows)| weights(ty, &[], ne0, rows, &mut rng, false))
+                    .collect();
+                let ms: Vec<QMatrix<'_>> = mix
+                    .iter()
+                    .zip(&data)
+                    .map(|(&(ty, rows), d)| QMatrix::new(ty, &d[..], ne0, rows).unwrap())
+                    .collect();
+                let x = rng.values(n_tokens * ne0, 1.0);
+                let want: Vec<Vec<f32>> = ms
+                    .iter()
+                    .map(|m| run_matmul(&pool, m, &x, n_tokens))
+                    .collect();
+                let mut got: Vec<Vec<f32>> = ms
+                    .iter()
+                    .map(|m| vec![f32::NAN; n_tokens * m.n_rows()])
+                    .collect();
+                let refs: Vec<&QMatrix<'_>> = ms.iter().collect();
+                let mut outs: Vec<&mut [f32]> = got.iter_mut().map(|v| v.as_mut_slice()).collect();
+                matmul_many(&pool, &refs, &x, n_tokens, &mut outs).unwrap();
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    let (g, w): (Vec<u32>, Vec<u32>) = (
+                        g.iter().map(|v| v.to_bits()).collect(),
+                        w.iter().map(|v| v.to_bits()).collect(),
+                    );
+                    assert_eq!(g, w, "matrix {i} of {mix:?}, {n_tokens} tokens");
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn matmul_is_close_to_the_f32_product() {
     // End to end: the activation quantization error only.
