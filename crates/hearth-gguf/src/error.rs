@@ -7,6 +7,8 @@ use crate::GgmlType;
 pub enum GgufError {
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("tensor {name:?} was added deferred: write the file with write_streaming")]
+    DeferredData { name: String },
     #[error("file is too short to be GGUF: {len} bytes (a header needs 24)")]
     TooShort { len: u64 },
     #[error("bad magic {found:02x?}: not a GGUF file")]

@@ -16,6 +16,8 @@ struct PendingTensor<'a> {
     shape: Vec<u64>,
     ty: GgmlType,
     data: Cow<'a, [u8]>,
+    /// Data supplied while writing ([`GgufWriter::write_streaming`]); `data` is empty.
+    deferred: Option<u64>,
 }
 
 /// Collects metadata and tensors, then writes a GGUF v3 file.
@@ -54,8 +56,28 @@ impl<'a> GgufWriter<'a> {
         shape: &[u64],
         data: impl Into<Cow<'a, [u8]>>,
     ) -> Result<()> {
-        let name = name.into();
-        let data = data.into();
+        self.push_tensor(name.into(), ty, shape, data.into(), false)
+    }
+
+    /// Adds a tensor whose bytes are written later by the `fill` callback of
+    /// [`GgufWriter::write_streaming`] (for files larger than memory).
+    pub fn add_tensor_deferred(
+        &mut self,
+        name: impl Into<String>,
+        ty: GgmlType,
+        shape: &[u64],
+    ) -> Result<()> {
+        self.push_tensor(name.into(), ty, shape, Cow::Borrowed(&[]), true)
+    }
+
+    fn push_tensor(
+        &mut self,
+        name: String,
+        ty: GgmlType,
+        shape: &[u64],
+        data: Cow<'a, [u8]>,
+        deferred: bool,
+    ) -> Result<()> {
         if name.is_empty() {
             return Err(GgufError::EmptyTensorName);
         }
@@ -73,7 +95,11 @@ impl<'a> GgufWriter<'a> {
             });
         }
         let expected = tensor_size(ty, shape);
-        if expected != Some(data.len() as u64) {
+        let deferred_size = match (deferred, expected) {
+            (true, Some(size)) => Some(size),
+            _ => None,
+        };
+        if deferred_size.is_none() && expected != Some(data.len() as u64) {
             return Err(GgufError::TensorDataSize {
                 name,
                 ty,
@@ -90,6 +116,7 @@ impl<'a> GgufWriter<'a> {
             shape: shape.to_vec(),
             ty,
             data,
+            deferred: deferred_size,
         });
         Ok(())
     }
@@ -104,8 +131,24 @@ impl<'a> GgufWriter<'a> {
         }
     }
 
-    /// Writes the whole file to `w`; returns the number of bytes written.
+    /// Writes the whole file to `w`; returns the number of bytes written. Tensors added with
+    /// [`GgufWriter::add_tensor_deferred`] need [`GgufWriter::write_streaming`].
     pub fn write_to<W: Write>(&self, w: W) -> Result<u64> {
+        self.write_streaming(w, |i, _| {
+            Err(GgufError::DeferredData {
+                name: self.tensors[i].name.clone(),
+            })
+        })
+    }
+
+    /// [`GgufWriter::write_to`], calling `fill(i, w)` to write the bytes of the `i`-th tensor
+    /// (in the order added) when it was added deferred; `fill` must write exactly the
+    /// tensor's size.
+    pub fn write_streaming<W: Write>(
+        &self,
+        w: W,
+        mut fill: impl FnMut(usize, &mut dyn Write) -> Result<()>,
+    ) -> Result<u64> {
         let alignment = self.alignment()?;
         let mut w = CountingWriter { inner: w, count: 0 };
         w.write_all(&MAGIC)?;
@@ -128,14 +171,31 @@ impl<'a> GgufWriter<'a> {
             w.write_all(&(t.ty as u32).to_le_bytes())?;
             w.write_all(&offset.to_le_bytes())?;
             offsets.push(offset);
-            offset = align_up(offset + t.data.len() as u64, alignment).expect("sizes fit in u64");
+            let len = t.deferred.unwrap_or(t.data.len() as u64);
+            offset = align_up(offset + len, alignment).expect("sizes fit in u64");
         }
         pad_to(&mut w, alignment)?;
         let data_start = w.count;
-        for (t, &off) in self.tensors.iter().zip(&offsets) {
+        for (i, (t, &off)) in self.tensors.iter().zip(&offsets).enumerate() {
             let pad = data_start + off - w.count;
             w.write_all(&vec![0u8; pad as usize])?;
-            w.write_all(&t.data)?;
+            match t.deferred {
+                None => w.write_all(&t.data)?,
+                Some(size) => {
+                    let before = w.count;
+                    fill(i, &mut w)?;
+                    let written = w.count - before;
+                    if written != size {
+                        return Err(GgufError::TensorDataSize {
+                            name: t.name.clone(),
+                            ty: t.ty,
+                            shape: t.shape.clone(),
+                            len: written as usize,
+                            expected: size,
+                        });
+                    }
+                }
+            }
         }
         pad_to(&mut w, alignment)?;
         w.inner.flush()?;

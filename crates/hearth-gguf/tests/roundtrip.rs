@@ -1,5 +1,7 @@
 //! `read(write(x)) == x` for arbitrary metadata and tensors.
 
+use std::io::Write;
+
 use hearth_gguf::{Array, GgmlType, GgufFile, GgufWriter, Metadata, Value};
 use proptest::prelude::*;
 
@@ -122,4 +124,42 @@ fn writer_rejects_wrong_data_size_and_duplicates() {
     assert!(w
         .add_tensor("a", GgmlType::Q4_0, &[32], vec![0u8; 18])
         .is_err());
+}
+
+/// Deferred tensors written by `write_streaming` give the same file as tensors added with their
+/// bytes; a fill of the wrong size, or `write_to` with deferred tensors, is an error.
+#[test]
+fn streaming_writes_the_same_file() {
+    let a: Vec<u8> = (0..34u8).collect();
+    let b: Vec<u8> = (0..16u32).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    let mut whole = GgufWriter::new();
+    whole
+        .add_tensor("a", GgmlType::Q8_0, &[32], &a[..])
+        .unwrap();
+    whole
+        .add_tensor("b", GgmlType::F32, &[4, 4], &b[..])
+        .unwrap();
+    let mut want = Vec::new();
+    whole.write_to(&mut want).unwrap();
+
+    let mut lazy = GgufWriter::new();
+    lazy.add_tensor_deferred("a", GgmlType::Q8_0, &[32])
+        .unwrap();
+    lazy.add_tensor("b", GgmlType::F32, &[4, 4], &b[..])
+        .unwrap();
+    let mut got = Vec::new();
+    lazy.write_streaming(&mut got, |i, w| {
+        assert_eq!(i, 0);
+        w.write_all(&a)?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(got, want);
+    let file = GgufFile::parse(&got).unwrap();
+    assert_eq!(file.tensors.len(), 2);
+
+    assert!(lazy
+        .write_streaming(Vec::new(), |_, w| Ok(w.write_all(&a[..10])?))
+        .is_err());
+    assert!(lazy.write_to(Vec::new()).is_err());
 }
