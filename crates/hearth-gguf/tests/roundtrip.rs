@@ -1,7 +1,5 @@
 //! `read(write(x)) == x` for arbitrary metadata and tensors.
 
-use std::io::Write;
-
 use hearth_gguf::{Array, GgmlType, GgufFile, GgufWriter, Metadata, Value};
 use proptest::prelude::*;
 
