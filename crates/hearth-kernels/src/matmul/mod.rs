@@ -18,6 +18,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod act;
+pub(crate) mod group;
 pub(crate) mod scalar;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2;
@@ -59,6 +60,8 @@ struct Kernel {
     /// The level of the code `dot` runs (may be below the matrix's level
     /// when a type has no kernel at that level).
     level: CpuLevel,
+    /// Products run through the row-group kernels ([`group`]) instead of `dot`.
+    group: bool,
 }
 
 impl Kernel {
@@ -121,6 +124,7 @@ fn kernel_for(ty: GgmlType, level: CpuLevel) -> Option<Kernel> {
                     act,
                     dot: Dot::Simd(f),
                     level: code,
+                    group: group::has_group(ty),
                 });
             }
         }
@@ -129,6 +133,7 @@ fn kernel_for(ty: GgmlType, level: CpuLevel) -> Option<Kernel> {
         act,
         dot: Dot::Scalar(scalar::scalar_dot(ty)?),
         level: CpuLevel::Scalar,
+        group: group::has_group(ty),
     })
 }
 
@@ -498,6 +503,10 @@ fn kernel_rows(
     if r0 >= r1 {
         return;
     }
+    if k.group {
+        group_rows(w, k, acts, out, r0, r1);
+        return;
+    }
     if n_tokens == 1 {
         // SAFETY: rows r0..r1 belong to the caller's part alone.
         let dst = unsafe { out.slice(r0, r1 - r0) };
@@ -521,6 +530,64 @@ fn kernel_rows(
                         unsafe { out.slice((t + j) * n_rows + r, 1)[0] = v };
                     }
                 }
+            }
+        }
+    }
+}
+
+/// [`kernel_rows`] with the row-group kernels: each group of rows is unpacked once per block
+/// of tokens and multiplied with every token of it.
+fn group_rows(
+    w: &QMatrix<'_>,
+    k: &Kernel,
+    acts: &Acts<'_>,
+    out: &SharedMut<'_, f32>,
+    r0: usize,
+    r1: usize,
+) {
+    use group::{GroupScratch, GROUP};
+    let (n_rows, n_tokens, rb) = (w.n_rows, acts.n_tokens, w.row_bytes);
+    let data = w.data.bytes();
+    let nb = acts.nb;
+    #[cfg(target_arch = "x86_64")]
+    let simd = k.level >= CpuLevel::Avx2;
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = false;
+    let mut scratch = GroupScratch::default();
+    let mut res = [0.0f32; GROUP];
+    for tb in (0..n_tokens).step_by(TOKEN_BLOCK) {
+        let tb_end = (tb + TOKEN_BLOCK).min(n_tokens);
+        for g0 in (r0..r1).step_by(GROUP) {
+            let g1 = (g0 + GROUP).min(r1);
+            let mut rows: [&[u8]; GROUP] = [&[]; GROUP];
+            for (slot, r) in rows.iter_mut().zip(g0..g1) {
+                *slot = &data[r * rb..(r + 1) * rb];
+            }
+            let rows = &rows[..g1 - g0];
+            if simd {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
+                // rows hold nb blocks each (the matrix shape was checked).
+                unsafe {
+                    group::avx2::unpack_group(w.ty, rows, nb, &mut scratch)
+                };
+            } else {
+                group::unpack_group_scalar(w.ty, rows, nb, &mut scratch);
+            }
+            for t in tb..tb_end {
+                if simd {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: as above; token t exists.
+                    unsafe {
+                        group::avx2::group_dot(&scratch, acts, t, &mut res)
+                    };
+                } else {
+                    group::group_dot_scalar(&scratch, acts, t, &mut res);
+                }
+                // SAFETY: rows g0..g1 are in the caller's range, so these elements are
+                // written by no other part.
+                let dst = unsafe { out.slice(t * n_rows + g0, g1 - g0) };
+                dst.copy_from_slice(&res[..g1 - g0]);
             }
         }
     }

@@ -264,6 +264,7 @@ fn simd_kernels_match_scalar_twins_at_every_supported_level() {
                         act: kind,
                         dot: Dot::Simd(f),
                         level,
+                        group: false,
                     };
                     let acts = acts_for(kind, &x, n_tokens, ne0, level);
                     for (r, row) in w.chunks_exact(row_bytes).enumerate() {
@@ -343,6 +344,65 @@ fn matmul_is_deterministic_across_threads_tiles_and_batching() {
                         close(batch[t * n_rows + r], f64::from(want), mag, 1e-5),
                         "{ty} {level} ({t}, {r})"
                     );
+                }
+            }
+        }
+    }
+}
+
+/// The row-group kernels (Q4_0, Q5_0, Q8_0, IQ4_NL): the AVX2 code gives its scalar twin's
+/// bits for groups of every size (all bit patterns of the weights), and both agree with the
+/// f64 reference dot product.
+#[test]
+fn group_kernels_match_their_scalar_twin_bit_for_bit() {
+    use super::group::{self, GroupScratch, GROUP};
+    let mut rng = Rng(21);
+    let ne0 = 4 * 32;
+    let n_tokens = 3;
+    for ty in [
+        GgmlType::Q4_0,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::IQ4_NL,
+    ] {
+        let w = weights(ty, &[0], ne0, GROUP, &mut rng, true);
+        let x = rng.values(n_tokens * ne0, 1.0);
+        let rb = w.len() / GROUP;
+        for n_rows in 1..=GROUP {
+            let rows: Vec<&[u8]> = w.chunks_exact(rb).take(n_rows).collect();
+            for level in CpuLevel::supported() {
+                let acts = acts_for(ActKind::Q8_0, &x, n_tokens, ne0, level);
+                let mut s_ref = GroupScratch::default();
+                group::unpack_group_scalar(ty, &rows, ne0 / 32, &mut s_ref);
+                for t in 0..n_tokens {
+                    let mut want = [0.0f32; GROUP];
+                    group::group_dot_scalar(&s_ref, &acts, t, &mut want);
+                    for (r, row) in rows.iter().enumerate() {
+                        let (exact, mag) = reference_dot(ty, row, &acts, t);
+                        assert!(close(want[r], exact, mag, 1e-5), "{ty} scalar ({t}, {r})");
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    if level >= CpuLevel::Avx2 {
+                        let mut s = GroupScratch::default();
+                        let mut got = [0.0f32; GROUP];
+                        // SAFETY: the level is supported by this CPU.
+                        unsafe {
+                            group::avx2::unpack_group(ty, &rows, ne0 / 32, &mut s);
+                            group::avx2::group_dot(&s, &acts, t, &mut got);
+                        }
+                        assert_eq!(s.q, s_ref.q, "{ty}: unpacked values");
+                        assert_eq!(
+                            got[..n_rows]
+                                .iter()
+                                .map(|v| v.to_bits())
+                                .collect::<Vec<_>>(),
+                            want[..n_rows]
+                                .iter()
+                                .map(|v| v.to_bits())
+                                .collect::<Vec<_>>(),
+                            "{ty} {level} token {t}, {n_rows} rows"
+                        );
+                    }
                 }
             }
         }
