@@ -16,6 +16,7 @@
 
 pub mod cpu;
 pub mod matmul;
+pub mod membw;
 pub mod pool;
 pub mod quant;
 pub mod vec;

@@ -19,6 +19,7 @@ struct Kernels {
     axpy_f16: fn(&mut [f32], f32, &[u16]),
     dot_f32: fn(&[f32], &[f32]) -> f32,
     axpy_f32: fn(&mut [f32], f32, &[f32]),
+    sum_f32: fn(&[f32]) -> f32,
 }
 
 const SCALAR: Kernels = Kernels {
@@ -26,6 +27,7 @@ const SCALAR: Kernels = Kernels {
     axpy_f16: scalar::axpy_f16,
     dot_f32: scalar::dot_f32,
     axpy_f32: scalar::axpy_f32,
+    sum_f32: scalar::sum_f32,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -34,6 +36,7 @@ const AVX2: Kernels = Kernels {
     axpy_f16: avx2::axpy_f16,
     dot_f32: avx2::dot_f32,
     axpy_f32: avx2::axpy_f32,
+    sum_f32: avx2::sum_f32,
 };
 
 fn kernels_for(level: CpuLevel) -> Kernels {
@@ -74,6 +77,12 @@ pub fn axpy_f32(y: &mut [f32], alpha: f32, x: &[f32]) {
     (kernels().axpy_f32)(y, alpha, x)
 }
 
+/// `sum(x[i])`.
+#[inline]
+pub fn sum_f32(x: &[f32]) -> f32 {
+    (kernels().sum_f32)(x)
+}
+
 /// Portable twins.
 mod scalar {
     use super::f16_to_f32;
@@ -96,6 +105,10 @@ mod scalar {
         for (y, &x) in y.iter_mut().zip(x) {
             *y += alpha * x;
         }
+    }
+
+    pub(super) fn sum_f32(x: &[f32]) -> f32 {
+        x.iter().sum()
     }
 }
 
@@ -127,6 +140,27 @@ mod avx2 {
     pub(super) fn axpy_f32(y: &mut [f32], alpha: f32, x: &[f32]) {
         // SAFETY: as above.
         unsafe { axpy_f32_impl(y, alpha, x) }
+    }
+
+    pub(super) fn sum_f32(x: &[f32]) -> f32 {
+        // SAFETY: as above.
+        unsafe { sum_f32_impl(x) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn sum_f32_impl(x: &[f32]) -> f32 {
+        let n = x.len();
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut i = 0;
+        while i + 32 <= n {
+            for (k, acc) in acc.iter_mut().enumerate() {
+                // SAFETY: i + 8k + 8 <= n.
+                *acc = _mm256_add_ps(*acc, unsafe { _mm256_loadu_ps(x.as_ptr().add(i + 8 * k)) });
+            }
+            i += 32;
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        hsum_ps(s) + x[i..].iter().sum::<f32>()
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -266,6 +300,11 @@ mod tests {
                 assert!(
                     (d0 - d1).abs() <= tol,
                     "{level:?} dot_f16 n={n}: {d0} vs {d1}"
+                );
+                let (s0, s1) = ((k.sum_f32)(&a), scalar::sum_f32(&a));
+                assert!(
+                    (s0 - s1).abs() <= tol,
+                    "{level:?} sum_f32 n={n}: {s0} vs {s1}"
                 );
                 let (d0, d1) = ((k.dot_f32)(&a, &b), scalar::dot_f32(&a, &b));
                 assert!(

@@ -241,6 +241,16 @@ impl Model {
         self.numerics
     }
 
+    /// Bytes of weights a decode step reads: every matrix of the layers and the output
+    /// projection (the token embedding contributes one row, unless it is also the output).
+    pub fn weight_bytes_per_token(&self) -> u64 {
+        let mut total = self.w.output.n_bytes() as u64;
+        for l in &self.w.layers {
+            l.for_each_weight(&mut |w| total += w.n_bytes() as u64);
+        }
+        total
+    }
+
     /// The kernel levels the weight products run at with [`Numerics::Fast`], e.g.
     /// `"avx2"` or `"avx2 (Q4_K, Q8_0), scalar (IQ1_S)"` when types differ.
     pub fn kernel_summary(&self) -> String {

@@ -244,6 +244,11 @@ impl Weight {
         &self.source.bytes()[start..start + self.row_bytes]
     }
 
+    /// Bytes of the matrix.
+    pub fn n_bytes(&self) -> usize {
+        self.n_out * self.row_bytes
+    }
+
     /// The kernel level the fast path runs for this weight (`"avx2"`, `"scalar"`, ...).
     pub fn kernel_name(&self) -> &'static str {
         self.fast
