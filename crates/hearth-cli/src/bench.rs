@@ -213,6 +213,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let (size, params) = (gguf.file().tensor_bytes(), gguf.file().n_elements());
         let mut model = Model::load(gguf)?;
         model.set_numerics(args.numerics.into());
+        if args.verbose {
+            let pool = hearth_kernels::pool::ThreadPool::new(crate::threads::default_threads());
+            let bw = hearth_kernels::membw::read_bandwidth(&pool, 512 << 20, 3);
+            let bytes = model.weight_bytes_per_token() as f64;
+            eprintln!(
+                "memory read bandwidth {:.1} GB/s ({} threads); weights read per token {:.1} MB; decode roofline {:.1} t/s",
+                bw / 1e9,
+                pool.n_threads(),
+                bytes / 1e6,
+                bw / bytes
+            );
+        }
         for &n_threads in &threads {
             if n_threads == 0 {
                 anyhow::bail!("-t: thread counts must be at least 1");
