@@ -32,6 +32,22 @@ pub(crate) struct GroupScratch {
     pub(crate) d: Vec<f32>,
 }
 
+impl GroupScratch {
+    /// Sizes the buffers for `nb` blocks and zeroes the scales of the rows from `n_rows` on
+    /// (their values are then multiplied by 0, whatever an earlier group left there).
+    fn prepare(&mut self, nb: usize, n_rows: usize) {
+        if self.q.len() != nb * GROUP * 32 {
+            self.q.clear();
+            self.q.resize(nb * GROUP * 32, 0);
+            self.d.clear();
+            self.d.resize(nb * GROUP, 0.0);
+        }
+        for b in 0..nb {
+            self.d[b * GROUP + n_rows.min(GROUP)..(b + 1) * GROUP].fill(0.0);
+        }
+    }
+}
+
 /// Whether `ty` has row-group kernels.
 pub(crate) fn has_group(ty: GgmlType) -> bool {
     matches!(
@@ -86,10 +102,7 @@ pub(crate) fn unpack_block(ty: GgmlType, x: &[u8], q: &mut [i8]) -> f32 {
 /// Unpacks `rows` (at most [`GROUP`], each `nb` blocks of `ty`) into `s` (portable).
 pub(crate) fn unpack_group_scalar(ty: GgmlType, rows: &[&[u8]], nb: usize, s: &mut GroupScratch) {
     let bb = block_bytes(ty);
-    s.q.clear();
-    s.q.resize(nb * GROUP * 32, 0);
-    s.d.clear();
-    s.d.resize(nb * GROUP, 0.0);
+    s.prepare(nb, rows.len());
     for (r, row) in rows.iter().enumerate().take(GROUP) {
         for b in 0..nb {
             let o = (b * GROUP + r) * 32;
@@ -166,6 +179,84 @@ pub(crate) mod avx2 {
         }
     }
 
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn unpack(ty: GgmlType, x: &[u8]) -> (f32, __m256i) {
+        match ty {
+            GgmlType::Q4_0 => unpack_q4_0(x),
+            GgmlType::Q5_0 => unpack_q5_0(x),
+            GgmlType::IQ4_NL => unpack_iq4_nl(x),
+            _ => unpack_q8_0(x),
+        }
+    }
+
+    /// The eight integer block sums of `p` (lane r = the sum of `p[r]`'s lanes), then
+    /// `fma(dw * da, float(sum), acc)`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn reduce_fma(p: &[__m256i; GROUP], dw: __m256, da: f32, acc: __m256) -> __m256 {
+        let s01 = _mm256_hadd_epi32(p[0], p[1]);
+        let s23 = _mm256_hadd_epi32(p[2], p[3]);
+        let s45 = _mm256_hadd_epi32(p[4], p[5]);
+        let s67 = _mm256_hadd_epi32(p[6], p[7]);
+        let s0123 = _mm256_hadd_epi32(s01, s23);
+        let s4567 = _mm256_hadd_epi32(s45, s67);
+        let isum = _mm256_add_epi32(
+            _mm256_permute2x128_si256::<0x20>(s0123, s4567),
+            _mm256_permute2x128_si256::<0x31>(s0123, s4567),
+        );
+        let scale = _mm256_mul_ps(dw, _mm256_set1_ps(da));
+        _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum), acc)
+    }
+
+    /// [`group_dot`] reading the rows in place (no scratch): for a single token, where
+    /// unpacking into a scratch buffer would not be repaid. Bit-identical to it.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; every row must hold the blocks of `acts`' rows
+    /// and token `t` must exist.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn group_dot_direct(
+        ty: GgmlType,
+        rows: &[&[u8]],
+        acts: &Acts<'_>,
+        t: usize,
+        out: &mut [f32; GROUP],
+    ) {
+        let (qa, da) = (acts.qs_row(t), acts.d_row(t));
+        let nb = da.len();
+        let bb = block_bytes(ty);
+        assert!(qa.len() >= nb * 32 && rows.len() <= GROUP);
+        assert!(
+            rows.iter().all(|r| r.len() >= nb * bb),
+            "rows of {nb} blocks"
+        );
+        let ones = _mm256_set1_epi16(1);
+        let zero = _mm256_setzero_si256();
+        let mut acc = _mm256_setzero_ps();
+        for (b, &dab) in da.iter().enumerate() {
+            // SAFETY: bounds asserted above.
+            let a = unsafe { ld(qa.as_ptr().add(32 * b) as *const u8) };
+            let mut d = [0.0f32; GROUP];
+            let p: [__m256i; GROUP] = std::array::from_fn(|r| match rows.get(r) {
+                Some(row) => {
+                    let (dw, w) = unpack(ty, &row[b * bb..(b + 1) * bb]);
+                    d[r] = dw;
+                    _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w)),
+                        ones,
+                    )
+                }
+                None => zero,
+            });
+            // SAFETY: 8 floats.
+            let dw = unsafe { _mm256_loadu_ps(d.as_ptr()) };
+            acc = reduce_fma(&p, dw, dab, acc);
+        }
+        // SAFETY: 8 floats out.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+    }
+
     /// AVX2 twin of [`super::group_dot_scalar`] (bit-identical).
     ///
     /// # Safety
@@ -195,21 +286,9 @@ pub(crate) mod avx2 {
                     ones,
                 )
             });
-            // Lane r of the result = the sum of p[r]'s eight lanes (exact in i32).
-            let s01 = _mm256_hadd_epi32(p[0], p[1]);
-            let s23 = _mm256_hadd_epi32(p[2], p[3]);
-            let s45 = _mm256_hadd_epi32(p[4], p[5]);
-            let s67 = _mm256_hadd_epi32(p[6], p[7]);
-            let s0123 = _mm256_hadd_epi32(s01, s23);
-            let s4567 = _mm256_hadd_epi32(s45, s67);
-            let isum = _mm256_add_epi32(
-                _mm256_permute2x128_si256::<0x20>(s0123, s4567),
-                _mm256_permute2x128_si256::<0x31>(s0123, s4567),
-            );
             // SAFETY: 8 scales at b * GROUP, within the asserted length.
             let dw = unsafe { _mm256_loadu_ps(s.d.as_ptr().add(b * GROUP)) };
-            let scale = _mm256_mul_ps(dw, _mm256_set1_ps(dab));
-            acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum), acc);
+            acc = reduce_fma(&p, dw, dab, acc);
         }
         // SAFETY: 8 floats out.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };

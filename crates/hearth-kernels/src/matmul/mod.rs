@@ -535,6 +535,9 @@ fn kernel_rows(
     }
 }
 
+/// Token blocks smaller than this read the weights in place instead of unpacking them first.
+const DIRECT_BELOW: usize = 4;
+
 /// [`kernel_rows`] with the row-group kernels: each group of rows is unpacked once per block
 /// of tokens and multiplied with every token of it.
 fn group_rows(
@@ -564,6 +567,18 @@ fn group_rows(
                 *slot = &data[r * rb..(r + 1) * rb];
             }
             let rows = &rows[..g1 - g0];
+            #[cfg(target_arch = "x86_64")]
+            if simd && tb_end - tb < DIRECT_BELOW {
+                for t in tb..tb_end {
+                    // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
+                    // rows hold nb blocks each; token t exists.
+                    unsafe { group::avx2::group_dot_direct(w.ty, rows, acts, t, &mut res) };
+                    // SAFETY: rows g0..g1 are in the caller's range alone.
+                    let dst = unsafe { out.slice(t * n_rows + g0, g1 - g0) };
+                    dst.copy_from_slice(&res[..g1 - g0]);
+                }
+                continue;
+            }
             if simd {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;

@@ -386,11 +386,24 @@ fn group_kernels_match_their_scalar_twin_bit_for_bit() {
                         let mut s = GroupScratch::default();
                         let mut got = [0.0f32; GROUP];
                         // SAFETY: the level is supported by this CPU.
+                        let mut direct = [0.0f32; GROUP];
                         unsafe {
                             group::avx2::unpack_group(ty, &rows, ne0 / 32, &mut s);
                             group::avx2::group_dot(&s, &acts, t, &mut got);
+                            group::avx2::group_dot_direct(ty, &rows, &acts, t, &mut direct);
                         }
                         assert_eq!(s.q, s_ref.q, "{ty}: unpacked values");
+                        assert_eq!(
+                            got[..n_rows]
+                                .iter()
+                                .map(|v| v.to_bits())
+                                .collect::<Vec<_>>(),
+                            direct[..n_rows]
+                                .iter()
+                                .map(|v| v.to_bits())
+                                .collect::<Vec<_>>(),
+                            "{ty} {level} token {t}, {n_rows} rows: direct"
+                        );
                         assert_eq!(
                             got[..n_rows]
                                 .iter()
