@@ -385,8 +385,8 @@ fn group_kernels_match_their_scalar_twin_bit_for_bit() {
                     if level >= CpuLevel::Avx2 {
                         let mut s = GroupScratch::default();
                         let mut got = [0.0f32; GROUP];
-                        // SAFETY: the level is supported by this CPU.
                         let mut direct = [0.0f32; GROUP];
+                        // SAFETY: the level is supported by this CPU.
                         unsafe {
                             group::avx2::unpack_group(ty, &rows, ne0 / 32, &mut s);
                             group::avx2::group_dot(&s, &acts, t, &mut got);
