@@ -147,11 +147,17 @@ fn model_label(gguf: &MappedGguf) -> String {
         .ok()
         .flatten()
         .unwrap_or("?");
+    let n = gguf.file().n_elements() as f64;
+    let fallback = if n >= 1e9 {
+        format!("{:.0}B", n / 1e9)
+    } else {
+        format!("{:.0}M", n / 1e6)
+    };
     let size = m
         .get_str_opt("general.size_label")
         .ok()
         .flatten()
-        .unwrap_or("?B");
+        .map_or(fallback, str::to_string);
     let ftype = m
         .get_u32_opt("general.file_type")
         .ok()
