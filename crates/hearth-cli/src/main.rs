@@ -3,10 +3,14 @@
 mod bench;
 mod chat;
 mod generate;
+mod imatrix;
 mod inspect;
 mod perplexity;
+mod quantize;
 mod run;
 mod sampling_args;
+mod serve;
+mod synth;
 mod template;
 mod threads;
 mod tokenize;
@@ -45,6 +49,14 @@ enum Command {
     Detokenize(tokenize::DetokenizeArgs),
     /// Render a conversation with the model's chat template (or a built-in one).
     Template(template::TemplateArgs),
+    /// Quantize a GGUF model (llama-quantize's file types and mixes).
+    Quantize(Box<quantize::QuantizeArgs>),
+    /// Compute an importance matrix for the quantizers (llama-imatrix's method and format).
+    Imatrix(Box<imatrix::ImatrixArgs>),
+    /// Serve the model over HTTP: OpenAI, Ollama and llama.cpp-native APIs.
+    Serve(Box<serve::ServeArgs>),
+    /// Write a random-weight model with the shape of a real one (for benchmarks and tests).
+    Synth(Box<synth::SynthArgs>),
     /// Fetch the default model and llama.cpp's test vectors into the cache.
     FetchFixtures,
 }
@@ -60,6 +72,10 @@ fn main() -> Result<()> {
         Command::Tokenize(args) => tokenize::run_tokenize(args),
         Command::Detokenize(args) => tokenize::run_detokenize(args),
         Command::Template(args) => template::run(args),
+        Command::Quantize(args) => quantize::run(*args),
+        Command::Imatrix(args) => imatrix::run(*args),
+        Command::Serve(args) => serve::run(*args),
+        Command::Synth(args) => synth::run(*args),
         Command::FetchFixtures => fetch_fixtures(),
     }
 }

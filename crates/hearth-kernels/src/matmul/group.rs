@@ -48,12 +48,22 @@ impl GroupScratch {
     }
 }
 
-/// Whether `ty` has row-group kernels.
-pub(crate) fn has_group(ty: GgmlType) -> bool {
-    matches!(
-        ty,
-        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::IQ4_NL
-    )
+/// Which row-group kernels a type has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GroupKind {
+    /// 32-value blocks of signed 8-bit values after unpacking, times Q8_0.
+    Q8,
+    /// Q4_K times Q8_K.
+    Q4K,
+}
+
+/// The row-group kernels of `ty`, if any.
+pub(crate) fn group_kind(ty: GgmlType) -> Option<GroupKind> {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::IQ4_NL => Some(GroupKind::Q8),
+        GgmlType::Q4_K => Some(GroupKind::Q4K),
+        _ => None,
+    }
 }
 
 /// Bytes of one block of `ty`.
@@ -289,6 +299,267 @@ pub(crate) mod avx2 {
             // SAFETY: 8 scales at b * GROUP, within the asserted length.
             let dw = unsafe { _mm256_loadu_ps(s.d.as_ptr().add(b * GROUP)) };
             acc = reduce_fma(&p, dw, dab, acc);
+        }
+        // SAFETY: 8 floats out.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+    }
+}
+
+// ------------------------------------------------------------------ Q4_K
+
+/// Bytes of a Q4_K block.
+const Q4K_BYTES: usize = 144;
+
+/// A group of Q4_K rows unpacked, per (block `b`, row `r`) at index `i = b * GROUP + r`:
+/// `q[i * 256..]` the 256 4-bit values as bytes in value order, `sc[i * 128..]` the 8 sub-block
+/// scales each repeated over 16 i16 lanes (ready for `madd`), `mins[i * 8..]` the 8 mins,
+/// `d[i]`, `dmin[i]` the super-block scales (rows beyond the group's count have zero scales).
+#[derive(Default)]
+pub(crate) struct K4Scratch {
+    pub(crate) q: Vec<u8>,
+    pub(crate) sc: Vec<i16>,
+    pub(crate) mins: Vec<i16>,
+    pub(crate) d: Vec<f32>,
+    pub(crate) dmin: Vec<f32>,
+}
+
+impl K4Scratch {
+    fn prepare(&mut self, nb: usize, n_rows: usize) {
+        if self.d.len() != nb * GROUP {
+            self.q = vec![0; nb * GROUP * 256];
+            self.sc = vec![0; nb * GROUP * 128];
+            self.mins = vec![0; nb * GROUP * 8];
+            self.d = vec![0.0; nb * GROUP];
+            self.dmin = vec![0.0; nb * GROUP];
+        }
+        for b in 0..nb {
+            self.d[b * GROUP + n_rows.min(GROUP)..(b + 1) * GROUP].fill(0.0);
+            self.dmin[b * GROUP + n_rows.min(GROUP)..(b + 1) * GROUP].fill(0.0);
+        }
+    }
+}
+
+/// Unpacks `rows` (at most [`GROUP`] rows of `nb` Q4_K blocks) into `s`.
+pub(crate) fn unpack_k4(rows: &[&[u8]], nb: usize, s: &mut K4Scratch) {
+    use crate::quant::k_quants::get_scale_min_k4;
+    s.prepare(nb, rows.len());
+    for (r, row) in rows.iter().enumerate().take(GROUP) {
+        for b in 0..nb {
+            let x = &row[b * Q4K_BYTES..(b + 1) * Q4K_BYTES];
+            let i = b * GROUP + r;
+            s.d[i] = f16_to_f32(u16::from_le_bytes([x[0], x[1]]));
+            s.dmin[i] = f16_to_f32(u16::from_le_bytes([x[2], x[3]]));
+            let scales: &[u8; 12] = x[4..16].try_into().expect("12 bytes");
+            for g in 0..8 {
+                let (sc, m) = get_scale_min_k4(g, scales);
+                s.sc[i * 128 + g * 16..i * 128 + (g + 1) * 16].fill(i16::from(sc));
+                s.mins[i * 8 + g] = i16::from(m);
+                let qs = &x[16 + 32 * (g / 2)..16 + 32 * (g / 2) + 32];
+                for (l, &v) in qs.iter().enumerate() {
+                    s.q[i * 256 + 32 * g + l] = (v >> (4 * (g % 2))) & 0x0f;
+                }
+            }
+        }
+    }
+}
+
+/// `out[r] = dot(row r, token t)` for the group's Q4_K rows (portable twin): per block, the
+/// exact integer sums `I1 = sum_g sc_g * sum_l q * a` and `I2 = sum_g m_g * bsum_g`, then
+/// `acc = fma(d * d_a, I1, acc)` and `acc = fma(-(dmin * d_a), I2, acc)`.
+pub(crate) fn k4_dot_scalar(s: &K4Scratch, acts: &Acts<'_>, t: usize, out: &mut [f32; GROUP]) {
+    let (qa, da, bs) = (acts.qs_row(t), acts.d_row(t), acts.bsums_row(t));
+    for (r, o) in out.iter_mut().enumerate() {
+        let mut acc = 0.0f32;
+        for (b, &yd) in da.iter().enumerate() {
+            let i = b * GROUP + r;
+            let (mut i1, mut i2) = (0i32, 0i32);
+            for g in 0..8 {
+                let q = &s.q[i * 256 + 32 * g..][..32];
+                let a = &qa[256 * b + 32 * g..][..32];
+                let gsum: i32 = q
+                    .iter()
+                    .zip(a)
+                    .map(|(&x, &y)| i32::from(x) * i32::from(y))
+                    .sum();
+                i1 += i32::from(s.sc[i * 128 + g * 16]) * gsum;
+                i2 += i32::from(s.mins[i * 8 + g])
+                    * (i32::from(bs[16 * b + 2 * g]) + i32::from(bs[16 * b + 2 * g + 1]));
+            }
+            acc = (s.d[i] * yd).mul_add(i1 as f32, acc);
+            acc = (-(s.dmin[i] * yd)).mul_add(i2 as f32, acc);
+        }
+        *o = acc;
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2_k4 {
+    use std::arch::x86_64::*;
+
+    use super::{K4Scratch, GROUP};
+    use crate::matmul::act::Acts;
+    use crate::matmul::x86_avx2::ld;
+
+    /// Lane r = the sum of `p[r]`'s eight i32 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn reduce8(p: &[__m256i; GROUP]) -> __m256i {
+        let s01 = _mm256_hadd_epi32(p[0], p[1]);
+        let s23 = _mm256_hadd_epi32(p[2], p[3]);
+        let s45 = _mm256_hadd_epi32(p[4], p[5]);
+        let s67 = _mm256_hadd_epi32(p[6], p[7]);
+        let s0123 = _mm256_hadd_epi32(s01, s23);
+        let s4567 = _mm256_hadd_epi32(s45, s67);
+        _mm256_add_epi32(
+            _mm256_permute2x128_si256::<0x20>(s0123, s4567),
+            _mm256_permute2x128_si256::<0x31>(s0123, s4567),
+        )
+    }
+
+    /// Lane r = the sum of `m[r]`'s four i32 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn reduce4(m: &[__m128i; GROUP]) -> __m256i {
+        let m0123 = _mm_hadd_epi32(_mm_hadd_epi32(m[0], m[1]), _mm_hadd_epi32(m[2], m[3]));
+        let m4567 = _mm_hadd_epi32(_mm_hadd_epi32(m[4], m[5]), _mm_hadd_epi32(m[6], m[7]));
+        _mm256_set_m128i(m4567, m0123)
+    }
+
+    /// The pair sums of a super-block's 16 bsums (one i16 per 32-value sub-block).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn bsum_pairs(bs: &[i16]) -> __m128i {
+        assert!(bs.len() >= 16);
+        // SAFETY: 16 i16 asserted.
+        let bsv = unsafe { _mm256_loadu_si256(bs.as_ptr() as *const __m256i) };
+        let bsp = _mm256_madd_epi16(bsv, _mm256_set1_epi16(1));
+        _mm_packs_epi32(
+            _mm256_castsi256_si128(bsp),
+            _mm256_extracti128_si256::<1>(bsp),
+        )
+    }
+
+    /// [`k4_dot`] reading the Q4_K rows in place (a single token): bit-identical to it.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; at most [`GROUP`] rows, each holding the blocks
+    /// of `acts`' rows; token `t` must exist.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn k4_dot_direct(
+        rows: &[&[u8]],
+        acts: &Acts<'_>,
+        t: usize,
+        out: &mut [f32; GROUP],
+    ) {
+        use crate::matmul::x86_avx2::{bcast_i16, f16c, k4_scales_mins};
+        let (qa, da, bs) = (acts.qs_row(t), acts.d_row(t), acts.bsums_row(t));
+        let nb = da.len();
+        assert!(qa.len() >= nb * 256 && bs.len() >= nb * 16 && rows.len() <= GROUP);
+        assert!(
+            rows.iter().all(|r| r.len() >= nb * 144),
+            "rows of {nb} Q4_K blocks"
+        );
+        let m4 = _mm256_set1_epi8(0x0f);
+        let mut acc = _mm256_setzero_ps();
+        for (b, &yd) in da.iter().enumerate() {
+            let a = qa.as_ptr().wrapping_add(256 * b) as *const u8;
+            let bsp = bsum_pairs(&bs[16 * b..]);
+            let mut p = [_mm256_setzero_si256(); GROUP];
+            let mut m = [_mm_setzero_si128(); GROUP];
+            let mut d = [0.0f32; GROUP];
+            let mut dm = [0.0f32; GROUP];
+            for (r, row) in rows.iter().enumerate() {
+                let x: &[u8; 144] = row[b * 144..(b + 1) * 144].try_into().expect("block");
+                d[r] = f16c(u16::from_le_bytes([x[0], x[1]]));
+                dm[r] = f16c(u16::from_le_bytes([x[2], x[3]]));
+                let ms = k4_scales_mins(x[4..16].try_into().expect("12 bytes"));
+                m[r] = _mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), bsp);
+                let scales = _mm256_permute2x128_si256::<0x00>(ms, ms);
+                let mut sum = _mm256_setzero_si256();
+                for j in 0..4 {
+                    // SAFETY: bytes 16 + 32j .. +32 of the block; quants 64j..64j+64 of the
+                    // token's super-block (lengths asserted above).
+                    let (raw, a_lo, a_hi) = unsafe {
+                        (
+                            ld(x.as_ptr().add(16 + 32 * j)),
+                            ld(a.add(64 * j)),
+                            ld(a.add(64 * j + 32)),
+                        )
+                    };
+                    let lo = _mm256_and_si256(raw, m4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
+                    let p_lo =
+                        _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo), bcast_i16(scales, 2 * j));
+                    let p_hi = _mm256_madd_epi16(
+                        _mm256_maddubs_epi16(hi, a_hi),
+                        bcast_i16(scales, 2 * j + 1),
+                    );
+                    sum = _mm256_add_epi32(sum, _mm256_add_epi32(p_lo, p_hi));
+                }
+                p[r] = sum;
+            }
+            let (i1, i2) = (reduce8(&p), reduce4(&m));
+            // SAFETY: 8 floats each.
+            let (dv, dmv) = unsafe { (_mm256_loadu_ps(d.as_ptr()), _mm256_loadu_ps(dm.as_ptr())) };
+            let ydv = _mm256_set1_ps(yd);
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(dv, ydv), _mm256_cvtepi32_ps(i1), acc);
+            acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmv, ydv), _mm256_cvtepi32_ps(i2), acc);
+        }
+        // SAFETY: 8 floats out.
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+    }
+
+    /// AVX2 twin of [`super::k4_dot_scalar`] (bit-identical).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; `s` must hold the blocks of `acts`' rows and
+    /// token `t` must exist.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn k4_dot(s: &K4Scratch, acts: &Acts<'_>, t: usize, out: &mut [f32; GROUP]) {
+        let (qa, da, bs) = (acts.qs_row(t), acts.d_row(t), acts.bsums_row(t));
+        let nb = da.len();
+        assert!(
+            s.d.len() >= nb * GROUP
+                && s.q.len() >= nb * GROUP * 256
+                && s.sc.len() >= nb * GROUP * 128
+                && s.mins.len() >= nb * GROUP * 8
+                && qa.len() >= nb * 256
+                && bs.len() >= nb * 16
+        );
+        let mut acc = _mm256_setzero_ps();
+        for (b, &yd) in da.iter().enumerate() {
+            let a = qa.as_ptr().wrapping_add(256 * b) as *const u8;
+            let bsp = bsum_pairs(&bs[16 * b..]);
+            let mut p = [_mm256_setzero_si256(); GROUP];
+            let mut m = [_mm_setzero_si128(); GROUP];
+            for r in 0..GROUP {
+                let i = b * GROUP + r;
+                let q = s.q.as_ptr().wrapping_add(i * 256);
+                let sc = s.sc.as_ptr().wrapping_add(i * 128) as *const u8;
+                let mut sum = _mm256_setzero_si256();
+                for g in 0..8 {
+                    // SAFETY: within the lengths asserted above.
+                    let (u, av, scv) =
+                        unsafe { (ld(q.add(32 * g)), ld(a.add(32 * g)), ld(sc.add(32 * g))) };
+                    sum =
+                        _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(u, av), scv));
+                }
+                p[r] = sum;
+                // SAFETY: 8 mins at i * 8, within the asserted length.
+                let mins = unsafe { _mm_loadu_si128(s.mins.as_ptr().add(i * 8) as *const __m128i) };
+                m[r] = _mm_madd_epi16(mins, bsp);
+            }
+            let (i1, i2) = (reduce8(&p), reduce4(&m));
+            // SAFETY: 8 scales at b * GROUP, within the asserted lengths.
+            let (dv, dmv) = unsafe {
+                (
+                    _mm256_loadu_ps(s.d.as_ptr().add(b * GROUP)),
+                    _mm256_loadu_ps(s.dmin.as_ptr().add(b * GROUP)),
+                )
+            };
+            let ydv = _mm256_set1_ps(yd);
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(dv, ydv), _mm256_cvtepi32_ps(i1), acc);
+            acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmv, ydv), _mm256_cvtepi32_ps(i2), acc);
         }
         // SAFETY: 8 floats out.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };

@@ -60,8 +60,8 @@ struct Kernel {
     /// The level of the code `dot` runs (may be below the matrix's level
     /// when a type has no kernel at that level).
     level: CpuLevel,
-    /// Products run through the row-group kernels ([`group`]) instead of `dot`.
-    group: bool,
+    /// Products run through these row-group kernels ([`group`]) instead of `dot`.
+    group: Option<group::GroupKind>,
 }
 
 impl Kernel {
@@ -124,7 +124,7 @@ fn kernel_for(ty: GgmlType, level: CpuLevel) -> Option<Kernel> {
                     act,
                     dot: Dot::Simd(f),
                     level: code,
-                    group: group::has_group(ty),
+                    group: group::group_kind(ty),
                 });
             }
         }
@@ -133,7 +133,7 @@ fn kernel_for(ty: GgmlType, level: CpuLevel) -> Option<Kernel> {
         act,
         dot: Dot::Scalar(scalar::scalar_dot(ty)?),
         level: CpuLevel::Scalar,
-        group: group::has_group(ty),
+        group: group::group_kind(ty),
     })
 }
 
@@ -503,9 +503,10 @@ fn kernel_rows(
     if r0 >= r1 {
         return;
     }
-    if k.group {
-        group_rows(w, k, acts, out, r0, r1);
-        return;
+    match k.group {
+        Some(group::GroupKind::Q8) => return group_rows(w, k, acts, out, r0, r1),
+        Some(group::GroupKind::Q4K) => return group_rows_k4(w, k, acts, out, r0, r1),
+        None => {}
     }
     if n_tokens == 1 {
         // SAFETY: rows r0..r1 belong to the caller's part alone.
@@ -601,6 +602,63 @@ fn group_rows(
                 }
                 // SAFETY: rows g0..g1 are in the caller's range, so these elements are
                 // written by no other part.
+                let dst = unsafe { out.slice(t * n_rows + g0, g1 - g0) };
+                dst.copy_from_slice(&res[..g1 - g0]);
+            }
+        }
+    }
+}
+
+/// [`group_rows`] for Q4_K.
+fn group_rows_k4(
+    w: &QMatrix<'_>,
+    k: &Kernel,
+    acts: &Acts<'_>,
+    out: &SharedMut<'_, f32>,
+    r0: usize,
+    r1: usize,
+) {
+    use group::{K4Scratch, GROUP};
+    let (n_rows, n_tokens, rb) = (w.n_rows, acts.n_tokens, w.row_bytes);
+    let data = w.data.bytes();
+    let nb = acts.nb;
+    #[cfg(target_arch = "x86_64")]
+    let simd = k.level >= CpuLevel::Avx2;
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = false;
+    let mut scratch = K4Scratch::default();
+    let mut res = [0.0f32; GROUP];
+    for tb in (0..n_tokens).step_by(TOKEN_BLOCK) {
+        let tb_end = (tb + TOKEN_BLOCK).min(n_tokens);
+        for g0 in (r0..r1).step_by(GROUP) {
+            let g1 = (g0 + GROUP).min(r1);
+            let mut rows: [&[u8]; GROUP] = [&[]; GROUP];
+            for (slot, r) in rows.iter_mut().zip(g0..g1) {
+                *slot = &data[r * rb..(r + 1) * rb];
+            }
+            let rows = &rows[..g1 - g0];
+            let direct = simd && tb_end - tb < DIRECT_BELOW;
+            if !direct {
+                group::unpack_k4(rows, nb, &mut scratch);
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = direct;
+            for t in tb..tb_end {
+                if simd {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
+                    // rows hold nb blocks each; token t exists.
+                    unsafe {
+                        if direct {
+                            group::avx2_k4::k4_dot_direct(rows, acts, t, &mut res)
+                        } else {
+                            group::avx2_k4::k4_dot(&scratch, acts, t, &mut res)
+                        }
+                    };
+                } else {
+                    group::k4_dot_scalar(&scratch, acts, t, &mut res);
+                }
+                // SAFETY: rows g0..g1 are in the caller's range alone.
                 let dst = unsafe { out.slice(t * n_rows + g0, g1 - g0) };
                 dst.copy_from_slice(&res[..g1 - g0]);
             }

@@ -264,7 +264,7 @@ fn simd_kernels_match_scalar_twins_at_every_supported_level() {
                         act: kind,
                         dot: Dot::Simd(f),
                         level,
-                        group: false,
+                        group: None,
                     };
                     let acts = acts_for(kind, &x, n_tokens, ne0, level);
                     for (r, row) in w.chunks_exact(row_bytes).enumerate() {
@@ -414,6 +414,59 @@ fn group_kernels_match_their_scalar_twin_bit_for_bit() {
                                 .map(|v| v.to_bits())
                                 .collect::<Vec<_>>(),
                             "{ty} {level} token {t}, {n_rows} rows"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The Q4_K row-group kernels: AVX2 from the scratch, AVX2 reading the rows in place and the
+/// scalar twin give the same bits for groups of every size, close to the f64 reference.
+#[test]
+fn q4_k_group_kernels_match_their_scalar_twin_bit_for_bit() {
+    use super::group::{self, K4Scratch, GROUP};
+    let mut rng = Rng(23);
+    let ne0 = 2 * QK_K;
+    let n_tokens = 3;
+    let ty = GgmlType::Q4_K;
+    for raw in [false, true] {
+        let w = weights(ty, &[0, 2], ne0, GROUP, &mut rng, raw);
+        let x = rng.values(n_tokens * ne0, 1.0);
+        let rb = w.len() / GROUP;
+        for n_rows in 1..=GROUP {
+            let rows: Vec<&[u8]> = w.chunks_exact(rb).take(n_rows).collect();
+            for level in CpuLevel::supported() {
+                let acts = acts_for(ActKind::Q8K, &x, n_tokens, ne0, level);
+                let mut s = K4Scratch::default();
+                group::unpack_k4(&rows, ne0 / QK_K, &mut s);
+                for t in 0..n_tokens {
+                    let mut want = [0.0f32; GROUP];
+                    group::k4_dot_scalar(&s, &acts, t, &mut want);
+                    for (r, row) in rows.iter().enumerate() {
+                        let (exact, mag) = reference_dot(ty, row, &acts, t);
+                        assert!(close(want[r], exact, mag, 1e-5), "scalar ({t}, {r})");
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    if level >= CpuLevel::Avx2 {
+                        let mut got = [0.0f32; GROUP];
+                        let mut direct = [0.0f32; GROUP];
+                        // SAFETY: the level is supported by this CPU.
+                        unsafe {
+                            group::avx2_k4::k4_dot(&s, &acts, t, &mut got);
+                            group::avx2_k4::k4_dot_direct(&rows, &acts, t, &mut direct);
+                        }
+                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(
+                            bits(&got[..n_rows]),
+                            bits(&want[..n_rows]),
+                            "scratch, {n_rows} rows"
+                        );
+                        assert_eq!(
+                            bits(&direct[..n_rows]),
+                            bits(&want[..n_rows]),
+                            "direct, {n_rows} rows"
                         );
                     }
                 }

@@ -6,8 +6,7 @@
 //! Quantization is ggml's `quantize_row_q*_K_ref` (what `llama-quantize`
 //! runs without an importance matrix), transcribed so the bytes match.
 //! The imatrix variants (`quantize_row_q*_K_impl`, with `make_qkx3_quants` /
-//! `make_qp_quants`) are different algorithms and are not implemented yet;
-//! the scale searches already take optional weights for them.
+//! `make_qp_quants`) live in `weighted.rs`.
 
 // Index loops keep the transcription line-for-line comparable with ggml-quants.c.
 #![allow(clippy::needless_range_loop)]
@@ -540,6 +539,13 @@ pub(crate) fn quantize_q5_k(x: &[f32]) -> BlockQ5K {
 
 /// `quantize_row_q6_K_ref`.
 pub(crate) fn quantize_q6_k(x: &[f32]) -> BlockQ6K {
+    quantize_q6_k_weighted(x, None)
+}
+
+/// `quantize_row_q6_K_impl` for one super-block: the reference algorithm
+/// with the importance weights `qw` (this super-block's 256) in the scale
+/// search; `None` is `quantize_row_q6_K_ref`.
+pub(crate) fn quantize_q6_k_weighted(x: &[f32], qw: Option<&[f32]>) -> BlockQ6K {
     let x = &x[..QK_K];
     let mut l = [0i8; QK_K];
     let mut scales = [0f32; QK_K / 16];
@@ -551,7 +557,7 @@ pub(crate) fn quantize_q6_k(x: &[f32]) -> BlockQ6K {
             &x[16 * ib..16 * ib + 16],
             &mut l[16 * ib..16 * ib + 16],
             1,
-            None,
+            qw.map(|w| &w[16 * ib..16 * ib + 16]),
         );
         scales[ib] = scale;
         let abs_scale = scale.abs();

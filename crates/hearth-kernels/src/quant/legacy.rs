@@ -162,7 +162,8 @@ pub(crate) fn dequantize_q8_1(b: &BlockQ8_1, y: &mut [f32]) {
 /// numpy's `np.trunc(v).astype(np.uint8).clip(0, max)` on one float32.
 #[inline]
 fn trunc_u8_clip(v: f32, max: u8) -> u8 {
-    (cvt_i32(v.trunc()) as u8).min(max)
+    // cvt_i32 truncates already: cvt_i32(v.trunc()) == cvt_i32(v) for every v.
+    (cvt_i32(v) as u8).min(max)
 }
 
 /// Packs 32 4-bit values: j in the low nibble of byte j, j+16 in the high one.
@@ -241,6 +242,31 @@ pub(crate) fn quantize_q5_1(x: &[f32]) -> BlockQ5_1 {
 
 pub(crate) fn quantize_q8_0(x: &[f32]) -> BlockQ8_0 {
     let x = &x[..QK];
+    // Fast path for finite blocks (branch-free, vectorizable): the largest
+    // |x| compared as bits (monotonic for non-NaN), round half away from
+    // zero through truncation. Same bytes as the general path below.
+    let mut amax_bits = 0u32;
+    for &v in x {
+        amax_bits = amax_bits.max(v.to_bits() & 0x7fff_ffff);
+    }
+    let d = f32::from_bits(amax_bits) / 127.0;
+    // A normal (or zero) scale keeps |x * id| <= 127.5; tiny and
+    // non-finite blocks take the general path (C's cast of inf, NaN).
+    if amax_bits < 0x7f80_0000 && (d == 0.0 || d.is_normal()) {
+        let id = np_inv_or_zero(d);
+        let mut qs = [0i8; QK];
+        for (q, &v) in qs.iter_mut().zip(x) {
+            // |v * id| <= 127.5, so the i32 truncation is exact.
+            let v = v * id;
+            let t = v as i32;
+            let f = v - t as f32;
+            *q = (t + i32::from(f >= 0.5) - i32::from(f <= -0.5)) as i8;
+        }
+        return BlockQ8_0 {
+            d: f32_to_f16(d),
+            qs,
+        };
+    }
     let d = np_amax(x) / 127.0;
     let id = np_inv_or_zero(d);
     BlockQ8_0 {

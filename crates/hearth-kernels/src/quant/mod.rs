@@ -12,7 +12,11 @@
 //!   TQ2_0 and MXFP4 is bit-identical to `gguf.quants.quantize`;
 //! - quantization of Q8_1, Q2_K..Q6_K, Q8_K, IQ4_NL, IQ4_XS and NVFP4 is
 //!   ggml's reference quantizer without importance matrix (the path
-//!   `llama-quantize` takes), byte-identical to it.
+//!   `llama-quantize` takes), byte-identical to it;
+//! - [`quantize_weighted`] is ggml's importance-weighted path
+//!   (`quantize_row_*_impl`, llama-quantize `--imatrix`) for Q4_0, Q4_1,
+//!   Q5_0, Q5_1, Q2_K..Q6_K, IQ4_NL and IQ4_XS, byte-identical to it
+//!   (checked end to end against llama-quantize in crates/hearth-quantize).
 
 mod block;
 pub(crate) mod float;
@@ -25,6 +29,7 @@ pub(crate) mod legacy;
 mod numeric;
 mod scale_search;
 mod ternary;
+mod weighted;
 
 use std::fmt;
 
@@ -289,6 +294,55 @@ pub fn quantize(ty: GgmlType, src: &[f32], dst: &mut [u8]) -> Result<(), QuantEr
     })?;
     check_lengths(ty, dst.len(), src.len())?;
     f(src, dst);
+    Ok(())
+}
+
+/// Whether [`quantize_weighted`] handles `ty` (the types whose ggml
+/// quantizer reads an importance matrix).
+pub fn supports_weighted(ty: GgmlType) -> bool {
+    weighted::supports(ty)
+}
+
+/// Encodes rows of `n_per_row` weights as `ty` the way ggml's
+/// `quantize_<type>(src, dst, nrows, n_per_row, quant_weights)` does with
+/// importance weights `imatrix` (one per column, `imatrix.len() == n_per_row`):
+/// byte-identical to `ggml_quantize_chunk` given the same `quant_weights`.
+pub fn quantize_weighted(
+    ty: GgmlType,
+    src: &[f32],
+    dst: &mut [u8],
+    n_per_row: usize,
+    imatrix: &[f32],
+) -> Result<(), QuantError> {
+    let (bv, bb) = block_geometry(ty);
+    if !weighted::supports(ty) {
+        return Err(QuantError::Unsupported {
+            ty,
+            op: Op::Quantize,
+        });
+    }
+    check_lengths(ty, dst.len(), src.len())?;
+    if n_per_row == 0 || !n_per_row.is_multiple_of(bv) || !src.len().is_multiple_of(n_per_row) {
+        return Err(QuantError::RowNotBlocks {
+            ty,
+            ne0: n_per_row,
+            block_values: bv,
+        });
+    }
+    if imatrix.len() != n_per_row {
+        return Err(QuantError::Shape {
+            what: "imatrix",
+            expected: n_per_row,
+            got: imatrix.len(),
+        });
+    }
+    let row_bytes = n_per_row / bv * bb;
+    for (x, y) in src
+        .chunks_exact(n_per_row)
+        .zip(dst.chunks_exact_mut(row_bytes))
+    {
+        weighted::quantize_row(ty, x, y, imatrix);
+    }
     Ok(())
 }
 

@@ -120,6 +120,17 @@ pub(crate) fn cvt_i32(x: f32) -> i32 {
 #[inline]
 pub(crate) fn np_roundf(n: f32) -> f32 {
     let a = n.abs();
+    if a < 8_388_608.0 {
+        // Below 2^23 truncating through i32 is floor(a), exactly; and
+        // floor(2 * (a - floor(a))) is 0 or 1. Same result, no libm call.
+        let floored = (a as i32) as f32;
+        let b = if 2.0 * (a - floored) >= 1.0 {
+            floored + 1.0
+        } else {
+            floored
+        };
+        return np_sign(n) * b;
+    }
     let floored = a.floor();
     let b = floored + (2.0 * (a - floored)).floor();
     np_sign(n) * b
@@ -286,6 +297,53 @@ mod tests {
         assert_eq!(f32_to_bf16(f32::from_bits(0xff81_0000)), 0xffc1);
         assert_eq!(f32_to_bf16(f32::MAX), 0x7f80);
         assert_eq!(bf16_to_f32(0xc040).to_bits(), 0xc040_0000);
+    }
+
+    #[test]
+    fn fast_np_roundf_equals_the_floor_formula() {
+        fn reference(n: f32) -> f32 {
+            let a = n.abs();
+            let floored = a.floor();
+            np_sign(n) * (floored + (2.0 * (a - floored)).floor())
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut bits = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u32
+        };
+        let specials = [
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            2.5,
+            0.49999997,
+            8_388_607.5,
+            8_388_608.0,
+            8_388_609.0,
+            -8_388_607.5,
+            1e30,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE,
+        ];
+        for x in specials
+            .into_iter()
+            .chain((0..200_000).map(|_| f32::from_bits(bits())))
+        {
+            if x.is_nan() {
+                assert!(np_roundf(x).is_nan());
+                continue;
+            }
+            assert_eq!(np_roundf(x).to_bits(), reference(x).to_bits(), "{x:e}");
+        }
+        for i in -100_000..100_000 {
+            let x = i as f32 * 0.25 + 0.001 * (i % 7) as f32;
+            assert_eq!(np_roundf(x).to_bits(), reference(x).to_bits(), "{x:e}");
+        }
     }
 
     #[test]

@@ -262,12 +262,14 @@ pub(crate) fn make_qkx2_quants(
     }
     for is in 0..=p.nstep {
         iscale = (p.rmin + p.rdelta * is as f32 + nmaxf) / (max - min);
+        // Levels first (vectorizable), then the sums in the same order.
+        for i in 0..n {
+            laux[i] = nearest_int(iscale * (x[i] - min)).clamp(0, nmax) as u8;
+        }
         let (mut sum_l, mut sum_l2, mut sum_xl) = (0.0f32, 0.0f32, 0.0f32);
         for i in 0..n {
-            let l = nearest_int(iscale * (x[i] - min)).clamp(0, nmax);
-            laux[i] = l as u8;
             let w = weights[i];
-            let lf = l as f32;
+            let lf = f32::from(laux[i]);
             sum_l += w * lf;
             sum_l2 += w * lf * lf;
             sum_xl += w * lf * x[i];
