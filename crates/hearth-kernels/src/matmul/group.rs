@@ -8,10 +8,14 @@
 //! multiply-add) is done for the eight rows together. The unpacking is shared by all tokens,
 //! which is what makes prompt processing fast.
 //!
-//! The numerics are fixed per row, independent of the group and of the tokens: for every block
-//! `b` in order, `acc = fma(d_w[b] * d_x[b], float(sum_i q_w[i] * q_x[i]), acc)` with the
-//! integer block sum exact. The scalar twin computes exactly that, so SIMD and scalar results
-//! are bit-identical, and decode and prefill give the same bits.
+//! The numerics are fixed per row, independent of the group and of the tokens: eight
+//! accumulators, block `b` going to accumulator `b % 8` as
+//! `acc[b % 8] = fma(d_w[b] * d_x[b], float(sum_i q_w[i] * q_x[i]), acc[b % 8])` (the integer
+//! block sum exact, blocks in order), then `((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))`.
+//! Eight independent chains let a single row be computed as fast as the memory delivers it
+//! (decoding) and eight rows at once share the float work (prefill); the scalar twin computes
+//! exactly the same, so SIMD and scalar results are bit-identical, and decode and prefill give
+//! the same bits.
 
 #![allow(unsafe_code)]
 
@@ -121,6 +125,12 @@ pub(crate) fn unpack_group_scalar(ty: GgmlType, rows: &[&[u8]], nb: usize, s: &m
     }
 }
 
+/// The fixed order in which the eight accumulators are added.
+#[inline]
+pub(crate) fn sum8(a: &[f32; 8]) -> f32 {
+    ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
+}
+
 /// `out[r] = dot(row r of the group, token t)` for the [`GROUP`] rows (portable twin).
 pub(crate) fn group_dot_scalar(
     s: &GroupScratch,
@@ -131,7 +141,7 @@ pub(crate) fn group_dot_scalar(
     let (qa, da) = (acts.qs_row(t), acts.d_row(t));
     let nb = da.len();
     for (r, o) in out.iter_mut().enumerate() {
-        let mut acc = 0.0f32;
+        let mut acc = [0.0f32; 8];
         for b in 0..nb {
             let w = &s.q[(b * GROUP + r) * 32..][..32];
             let a = &qa[b * 32..][..32];
@@ -140,9 +150,9 @@ pub(crate) fn group_dot_scalar(
                 .zip(a)
                 .map(|(&x, &y)| i32::from(x) * i32::from(y))
                 .sum();
-            acc = (s.d[b * GROUP + r] * da[b]).mul_add(isum as f32, acc);
+            acc[b % 8] = (s.d[b * GROUP + r] * da[b]).mul_add(isum as f32, acc[b % 8]);
         }
-        *o = acc;
+        *o = sum8(&acc);
     }
 }
 
@@ -189,82 +199,150 @@ pub(crate) mod avx2 {
         }
     }
 
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn unpack(ty: GgmlType, x: &[u8]) -> (f32, __m256i) {
-        match ty {
-            GgmlType::Q4_0 => unpack_q4_0(x),
-            GgmlType::Q5_0 => unpack_q5_0(x),
-            GgmlType::IQ4_NL => unpack_iq4_nl(x),
-            _ => unpack_q8_0(x),
-        }
-    }
-
     /// The eight integer block sums of `p` (lane r = the sum of `p[r]`'s lanes), then
     /// `fma(dw * da, float(sum), acc)`.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
     fn reduce_fma(p: &[__m256i; GROUP], dw: __m256, da: f32, acc: __m256) -> __m256 {
+        let isum = reduce8(p);
+        let scale = _mm256_mul_ps(dw, _mm256_set1_ps(da));
+        _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum), acc)
+    }
+
+    /// One row times token `t`, reading the row in place from start to end (one memory stream,
+    /// which the hardware prefetcher follows; for decoding). Bit-identical to the row's lane
+    /// of [`group_dot`]: the integer sums of eight blocks at a time are reduced into one
+    /// vector whose lane k is accumulator k.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; `row` must hold the blocks of `acts`' rows
+    /// and token `t` must exist.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn row_dot_direct(
+        ty: GgmlType,
+        row: &[u8],
+        acts: &Acts<'_>,
+        t: usize,
+    ) -> f32 {
+        // One copy of the loop per type, so that the unpacking is inlined.
+        // SAFETY: forwarded.
+        unsafe {
+            match ty {
+                GgmlType::Q4_0 => row_dot_t::<0>(row, acts, t),
+                GgmlType::Q5_0 => row_dot_t::<1>(row, acts, t),
+                GgmlType::IQ4_NL => row_dot_t::<2>(row, acts, t),
+                _ => row_dot_t::<3>(row, acts, t),
+            }
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn unpack_t<const TY: u8>(x: &[u8]) -> (f32, __m256i) {
+        match TY {
+            0 => unpack_q4_0(x),
+            1 => unpack_q5_0(x),
+            2 => unpack_iq4_nl(x),
+            _ => unpack_q8_0(x),
+        }
+    }
+
+    /// # Safety
+    /// As [`row_dot_direct`].
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn row_dot_t<const TY: u8>(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
+        let bb = match TY {
+            0 | 2 => 18,
+            1 => 22,
+            _ => 34,
+        };
+        let (qa, da) = (acts.qs_row(t), acts.d_row(t));
+        let nb = da.len();
+        assert!(qa.len() >= nb * 32 && row.len() >= nb * bb);
+        let ones = _mm256_set1_epi16(1);
+        let prod = |b: usize| -> __m256i {
+            // SAFETY: block b < nb of the token and of the row (asserted above).
+            let (a, x) = unsafe {
+                (
+                    ld(qa.as_ptr().add(32 * b) as *const u8),
+                    std::slice::from_raw_parts(row.as_ptr().add(b * bb), bb),
+                )
+            };
+            let (_, w) = unpack_t::<TY>(x);
+            _mm256_madd_epi16(
+                _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w)),
+                ones,
+            )
+        };
+        // SAFETY: the f16 scale at the start of block b < nb (asserted above).
+        let scale = |b: usize| -> i16 {
+            unsafe { (row.as_ptr().add(b * bb) as *const i16).read_unaligned() }
+        };
+        // Lane k: the accumulator of blocks b with b % 8 == k.
+        let mut acc = _mm256_setzero_ps();
+        let mut b0 = 0;
+        while b0 + GROUP <= nb {
+            let p = [
+                prod(b0),
+                prod(b0 + 1),
+                prod(b0 + 2),
+                prod(b0 + 3),
+                prod(b0 + 4),
+                prod(b0 + 5),
+                prod(b0 + 6),
+                prod(b0 + 7),
+            ];
+            let dw = _mm256_cvtph_ps(_mm_setr_epi16(
+                scale(b0),
+                scale(b0 + 1),
+                scale(b0 + 2),
+                scale(b0 + 3),
+                scale(b0 + 4),
+                scale(b0 + 5),
+                scale(b0 + 6),
+                scale(b0 + 7),
+            ));
+            // SAFETY: blocks b0..b0 + 8 <= nb.
+            let dx = unsafe { _mm256_loadu_ps(da.as_ptr().add(b0)) };
+            let isum = _mm256_cvtepi32_ps(reduce8(&p));
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), isum, acc);
+            b0 += GROUP;
+        }
+        if b0 < nb {
+            let mut dw = [0.0f32; GROUP];
+            let mut dx = [0.0f32; GROUP];
+            let mut p = [_mm256_setzero_si256(); GROUP];
+            for k in 0..nb - b0 {
+                p[k] = prod(b0 + k);
+                dw[k] = crate::quant::f16_to_f32(scale(b0 + k) as u16);
+                dx[k] = da[b0 + k];
+            }
+            // SAFETY: 8 floats each.
+            let (dwv, dxv) =
+                unsafe { (_mm256_loadu_ps(dw.as_ptr()), _mm256_loadu_ps(dx.as_ptr())) };
+            let isum = _mm256_cvtepi32_ps(reduce8(&p));
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(dwv, dxv), isum, acc);
+        }
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: 8 floats out.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+        super::sum8(&lanes)
+    }
+
+    /// Lane k = the sum of `p[k]`'s eight i32 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn reduce8(p: &[__m256i; GROUP]) -> __m256i {
         let s01 = _mm256_hadd_epi32(p[0], p[1]);
         let s23 = _mm256_hadd_epi32(p[2], p[3]);
         let s45 = _mm256_hadd_epi32(p[4], p[5]);
         let s67 = _mm256_hadd_epi32(p[6], p[7]);
         let s0123 = _mm256_hadd_epi32(s01, s23);
         let s4567 = _mm256_hadd_epi32(s45, s67);
-        let isum = _mm256_add_epi32(
+        _mm256_add_epi32(
             _mm256_permute2x128_si256::<0x20>(s0123, s4567),
             _mm256_permute2x128_si256::<0x31>(s0123, s4567),
-        );
-        let scale = _mm256_mul_ps(dw, _mm256_set1_ps(da));
-        _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum), acc)
-    }
-
-    /// [`group_dot`] reading the rows in place (no scratch): for a single token, where
-    /// unpacking into a scratch buffer would not be repaid. Bit-identical to it.
-    ///
-    /// # Safety
-    /// The CPU must support AVX2, FMA and F16C; every row must hold the blocks of `acts`' rows
-    /// and token `t` must exist.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(crate) unsafe fn group_dot_direct(
-        ty: GgmlType,
-        rows: &[&[u8]],
-        acts: &Acts<'_>,
-        t: usize,
-        out: &mut [f32; GROUP],
-    ) {
-        let (qa, da) = (acts.qs_row(t), acts.d_row(t));
-        let nb = da.len();
-        let bb = block_bytes(ty);
-        assert!(qa.len() >= nb * 32 && rows.len() <= GROUP);
-        assert!(
-            rows.iter().all(|r| r.len() >= nb * bb),
-            "rows of {nb} blocks"
-        );
-        let ones = _mm256_set1_epi16(1);
-        let zero = _mm256_setzero_si256();
-        let mut acc = _mm256_setzero_ps();
-        for (b, &dab) in da.iter().enumerate() {
-            // SAFETY: bounds asserted above.
-            let a = unsafe { ld(qa.as_ptr().add(32 * b) as *const u8) };
-            let mut d = [0.0f32; GROUP];
-            let p: [__m256i; GROUP] = std::array::from_fn(|r| match rows.get(r) {
-                Some(row) => {
-                    let (dw, w) = unpack(ty, &row[b * bb..(b + 1) * bb]);
-                    d[r] = dw;
-                    _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w)),
-                        ones,
-                    )
-                }
-                None => zero,
-            });
-            // SAFETY: 8 floats.
-            let dw = unsafe { _mm256_loadu_ps(d.as_ptr()) };
-            acc = reduce_fma(&p, dw, dab, acc);
-        }
-        // SAFETY: 8 floats out.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+        )
     }
 
     /// AVX2 twin of [`super::group_dot_scalar`] (bit-identical).
@@ -283,7 +361,7 @@ pub(crate) mod avx2 {
         let nb = da.len();
         assert!(s.q.len() >= nb * GROUP * 32 && s.d.len() >= nb * GROUP && qa.len() >= nb * 32);
         let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm256_setzero_ps();
+        let mut acc = [_mm256_setzero_ps(); 8];
         let wq = s.q.as_ptr() as *const u8;
         for (b, &dab) in da.iter().enumerate() {
             // SAFETY: bounds asserted above.
@@ -298,10 +376,14 @@ pub(crate) mod avx2 {
             });
             // SAFETY: 8 scales at b * GROUP, within the asserted length.
             let dw = unsafe { _mm256_loadu_ps(s.d.as_ptr().add(b * GROUP)) };
-            acc = reduce_fma(&p, dw, dab, acc);
+            acc[b % 8] = reduce_fma(&p, dw, dab, acc[b % 8]);
         }
+        let sum = _mm256_add_ps(
+            _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
+            _mm256_add_ps(_mm256_add_ps(acc[4], acc[5]), _mm256_add_ps(acc[6], acc[7])),
+        );
         // SAFETY: 8 floats out.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
     }
 }
 

@@ -571,12 +571,13 @@ fn group_rows(
             #[cfg(target_arch = "x86_64")]
             if simd && tb_end - tb < DIRECT_BELOW {
                 for t in tb..tb_end {
-                    // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
-                    // rows hold nb blocks each; token t exists.
-                    unsafe { group::avx2::group_dot_direct(w.ty, rows, acts, t, &mut res) };
                     // SAFETY: rows g0..g1 are in the caller's range alone.
                     let dst = unsafe { out.slice(t * n_rows + g0, g1 - g0) };
-                    dst.copy_from_slice(&res[..g1 - g0]);
+                    for (o, row) in dst.iter_mut().zip(rows) {
+                        // SAFETY: the matrix's level (checked against the CPU) is at least
+                        // AVX2; the row holds nb blocks; token t exists.
+                        *o = unsafe { group::avx2::row_dot_direct(w.ty, row, acts, t) };
+                    }
                 }
                 continue;
             }
