@@ -274,8 +274,8 @@ pub(crate) mod avx2 {
                 ones,
             )
         };
-        // SAFETY: the f16 scale at the start of block b < nb (asserted above).
         let scale = |b: usize| -> i16 {
+            // SAFETY: the f16 scale at the start of block b < nb (asserted above).
             unsafe { (row.as_ptr().add(b * bb) as *const i16).read_unaligned() }
         };
         // Lane k: the accumulator of blocks b with b % 8 == k.
