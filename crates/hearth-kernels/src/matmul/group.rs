@@ -34,17 +34,22 @@ pub(crate) const GROUP: usize = 8;
 pub(crate) struct GroupScratch {
     pub(crate) q: Vec<i8>,
     pub(crate) d: Vec<f32>,
+    /// The SIMD layout: per block `b` and group of four values `k`, the eight rows' four
+    /// values (`qi[((b * 8 + k) * GROUP + r) * 4..][..4]`), so that one 32-byte load holds a
+    /// slice of every row; `qabs` the same, absolute values.
+    pub(crate) qi: Vec<i8>,
+    pub(crate) qabs: Vec<u8>,
 }
 
 impl GroupScratch {
     /// Sizes the buffers for `nb` blocks and zeroes the scales of the rows from `n_rows` on
     /// (their values are then multiplied by 0, whatever an earlier group left there).
     fn prepare(&mut self, nb: usize, n_rows: usize) {
-        if self.q.len() != nb * GROUP * 32 {
-            self.q.clear();
-            self.q.resize(nb * GROUP * 32, 0);
-            self.d.clear();
-            self.d.resize(nb * GROUP, 0.0);
+        if self.d.len() != nb * GROUP {
+            self.q = vec![0; nb * GROUP * 32];
+            self.d = vec![0.0; nb * GROUP];
+            self.qi = vec![0; nb * GROUP * 32];
+            self.qabs = vec![0; nb * GROUP * 32];
         }
         for b in 0..nb {
             self.d[b * GROUP + n_rows.min(GROUP)..(b + 1) * GROUP].fill(0.0);
@@ -177,10 +182,7 @@ pub(crate) mod avx2 {
         s: &mut GroupScratch,
     ) {
         let bb = block_bytes(ty);
-        s.q.clear();
-        s.q.resize(nb * GROUP * 32, 0);
-        s.d.clear();
-        s.d.resize(nb * GROUP, 0.0);
+        s.prepare(nb, rows.len());
         for (r, row) in rows.iter().enumerate().take(GROUP) {
             assert!(row.len() >= nb * bb, "row of {nb} blocks");
             for b in 0..nb {
@@ -197,16 +199,53 @@ pub(crate) mod avx2 {
                 s.d[b * GROUP + r] = d;
             }
         }
-    }
-
-    /// The eight integer block sums of `p` (lane r = the sum of `p[r]`'s lanes), then
-    /// `fma(dw * da, float(sum), acc)`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn reduce_fma(p: &[__m256i; GROUP], dw: __m256, da: f32, acc: __m256) -> __m256 {
-        let isum = reduce8(p);
-        let scale = _mm256_mul_ps(dw, _mm256_set1_ps(da));
-        _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum), acc)
+        // The interleaved layout: a transpose of each block's 8 rows x 8 groups of 4 bytes.
+        for b in 0..nb {
+            // SAFETY: `q`, `qi`, `qabs` hold nb * GROUP * 32 bytes; block b's 8 rows are the
+            // 256 bytes at b * 256.
+            unsafe {
+                let src = s.q.as_ptr().add(b * GROUP * 32) as *const u8;
+                let r: [__m256i; 8] = std::array::from_fn(|i| ld(src.add(32 * i)));
+                let t: [__m256i; 8] = [
+                    _mm256_unpacklo_epi32(r[0], r[1]),
+                    _mm256_unpackhi_epi32(r[0], r[1]),
+                    _mm256_unpacklo_epi32(r[2], r[3]),
+                    _mm256_unpackhi_epi32(r[2], r[3]),
+                    _mm256_unpacklo_epi32(r[4], r[5]),
+                    _mm256_unpackhi_epi32(r[4], r[5]),
+                    _mm256_unpacklo_epi32(r[6], r[7]),
+                    _mm256_unpackhi_epi32(r[6], r[7]),
+                ];
+                let u: [__m256i; 8] = [
+                    _mm256_unpacklo_epi64(t[0], t[2]),
+                    _mm256_unpackhi_epi64(t[0], t[2]),
+                    _mm256_unpacklo_epi64(t[1], t[3]),
+                    _mm256_unpackhi_epi64(t[1], t[3]),
+                    _mm256_unpacklo_epi64(t[4], t[6]),
+                    _mm256_unpackhi_epi64(t[4], t[6]),
+                    _mm256_unpacklo_epi64(t[5], t[7]),
+                    _mm256_unpackhi_epi64(t[5], t[7]),
+                ];
+                let out: [__m256i; 8] = [
+                    _mm256_permute2x128_si256::<0x20>(u[0], u[4]),
+                    _mm256_permute2x128_si256::<0x20>(u[1], u[5]),
+                    _mm256_permute2x128_si256::<0x20>(u[2], u[6]),
+                    _mm256_permute2x128_si256::<0x20>(u[3], u[7]),
+                    _mm256_permute2x128_si256::<0x31>(u[0], u[4]),
+                    _mm256_permute2x128_si256::<0x31>(u[1], u[5]),
+                    _mm256_permute2x128_si256::<0x31>(u[2], u[6]),
+                    _mm256_permute2x128_si256::<0x31>(u[3], u[7]),
+                ];
+                for (k, v) in out.iter().enumerate() {
+                    let o = (b * 8 + k) * 32;
+                    _mm256_storeu_si256(s.qi.as_mut_ptr().add(o) as *mut __m256i, *v);
+                    _mm256_storeu_si256(
+                        s.qabs.as_mut_ptr().add(o) as *mut __m256i,
+                        _mm256_sign_epi8(*v, *v),
+                    );
+                }
+            }
+        }
     }
 
     /// One row times token `t`, reading the row in place from start to end (one memory stream,
@@ -359,24 +398,39 @@ pub(crate) mod avx2 {
     ) {
         let (qa, da) = (acts.qs_row(t), acts.d_row(t));
         let nb = da.len();
-        assert!(s.q.len() >= nb * GROUP * 32 && s.d.len() >= nb * GROUP && qa.len() >= nb * 32);
+        assert!(
+            s.qi.len() >= nb * GROUP * 32
+                && s.qabs.len() >= nb * GROUP * 32
+                && s.d.len() >= nb * GROUP
+                && qa.len() >= nb * 32
+        );
         let ones = _mm256_set1_epi16(1);
         let mut acc = [_mm256_setzero_ps(); 8];
-        let wq = s.q.as_ptr() as *const u8;
+        let (wi, wa) = (s.qi.as_ptr() as *const u8, s.qabs.as_ptr());
         for (b, &dab) in da.iter().enumerate() {
-            // SAFETY: bounds asserted above.
-            let a = unsafe { ld(qa.as_ptr().add(32 * b) as *const u8) };
-            let p: [__m256i; GROUP] = std::array::from_fn(|r| {
-                // SAFETY: block b of row r lies within the asserted length.
-                let w = unsafe { ld(wq.add((b * GROUP + r) * 32)) };
-                _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w)),
-                    ones,
-                )
-            });
+            // Lane r: the exact integer sum of row r's block b with the token's.
+            let mut isum = _mm256_setzero_si256();
+            for k in 0..8 {
+                let o = (b * 8 + k) * 32;
+                // SAFETY: bounds asserted above (4 values of the token at 32b + 4k; 32 bytes
+                // at o in both interleaved buffers).
+                let (a4, w, wabs) = unsafe {
+                    (
+                        _mm256_set1_epi32(
+                            (qa.as_ptr().add(32 * b + 4 * k) as *const i32).read_unaligned(),
+                        ),
+                        ld(wi.add(o)),
+                        ld(wa.add(o)),
+                    )
+                };
+                let p =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(a4, w)), ones);
+                isum = _mm256_add_epi32(isum, p);
+            }
             // SAFETY: 8 scales at b * GROUP, within the asserted length.
             let dw = unsafe { _mm256_loadu_ps(s.d.as_ptr().add(b * GROUP)) };
-            acc[b % 8] = reduce_fma(&p, dw, dab, acc[b % 8]);
+            let scale = _mm256_mul_ps(dw, _mm256_set1_ps(dab));
+            acc[b % 8] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum), acc[b % 8]);
         }
         let sum = _mm256_add_ps(
             _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
