@@ -539,6 +539,51 @@ fn kernel_rows(
 /// Token blocks smaller than this read the weights in place instead of unpacking them first.
 const DIRECT_BELOW: usize = 4;
 
+/// Whether `k` runs the AVX2 group kernels (else their scalar twins).
+fn group_simd(k: &Kernel) -> bool {
+    cfg!(target_arch = "x86_64") && k.level >= CpuLevel::Avx2
+}
+
+/// Calls `f(rows, tokens, g0)` for every group of at most [`group::GROUP`] rows `g0..` of
+/// `r0..r1` and every block of [`TOKEN_BLOCK`] tokens, with the rows' bytes.
+fn for_each_group(
+    w: &QMatrix<'_>,
+    n_tokens: usize,
+    r0: usize,
+    r1: usize,
+    mut f: impl FnMut(&[&[u8]], Range<usize>, usize),
+) {
+    use group::GROUP;
+    let (rb, data) = (w.row_bytes, w.data.bytes());
+    for tb in (0..n_tokens).step_by(TOKEN_BLOCK) {
+        let tokens = tb..(tb + TOKEN_BLOCK).min(n_tokens);
+        for g0 in (r0..r1).step_by(GROUP) {
+            let g1 = (g0 + GROUP).min(r1);
+            let mut rows: [&[u8]; GROUP] = [&[]; GROUP];
+            for (slot, r) in rows.iter_mut().zip(g0..g1) {
+                *slot = &data[r * rb..(r + 1) * rb];
+            }
+            f(&rows[..g1 - g0], tokens.clone(), g0);
+        }
+    }
+}
+
+/// The outputs of token `t` for rows `g0..g0 + n` (`out` is `[n_tokens][n_rows]`).
+///
+/// # Safety
+/// The rows must belong to the calling part alone.
+#[allow(clippy::mut_from_ref)]
+unsafe fn group_out<'a>(
+    out: &'a SharedMut<'_, f32>,
+    n_rows: usize,
+    t: usize,
+    g0: usize,
+    n: usize,
+) -> &'a mut [f32] {
+    // SAFETY: forwarded to the caller.
+    unsafe { out.slice(t * n_rows + g0, n) }
+}
+
 /// [`kernel_rows`] with the row-group kernels: each group of rows is unpacked once per block
 /// of tokens and multiplied with every token of it.
 fn group_rows(
@@ -550,64 +595,49 @@ fn group_rows(
     r1: usize,
 ) {
     use group::{GroupScratch, GROUP};
-    let (n_rows, n_tokens, rb) = (w.n_rows, acts.n_tokens, w.row_bytes);
-    let data = w.data.bytes();
     let nb = acts.nb;
-    #[cfg(target_arch = "x86_64")]
-    let simd = k.level >= CpuLevel::Avx2;
-    #[cfg(not(target_arch = "x86_64"))]
-    let simd = false;
+    let simd = group_simd(k);
     let mut scratch = GroupScratch::default();
     let mut res = [0.0f32; GROUP];
-    for tb in (0..n_tokens).step_by(TOKEN_BLOCK) {
-        let tb_end = (tb + TOKEN_BLOCK).min(n_tokens);
-        for g0 in (r0..r1).step_by(GROUP) {
-            let g1 = (g0 + GROUP).min(r1);
-            let mut rows: [&[u8]; GROUP] = [&[]; GROUP];
-            for (slot, r) in rows.iter_mut().zip(g0..g1) {
-                *slot = &data[r * rb..(r + 1) * rb];
-            }
-            let rows = &rows[..g1 - g0];
-            #[cfg(target_arch = "x86_64")]
-            if simd && tb_end - tb < DIRECT_BELOW {
-                for t in tb..tb_end {
-                    // SAFETY: rows g0..g1 are in the caller's range alone.
-                    let dst = unsafe { out.slice(t * n_rows + g0, g1 - g0) };
-                    for (o, row) in dst.iter_mut().zip(rows) {
-                        // SAFETY: the matrix's level (checked against the CPU) is at least
-                        // AVX2; the row holds nb blocks; token t exists.
-                        *o = unsafe { group::avx2::row_dot_direct(w.ty, row, acts, t) };
-                    }
+    for_each_group(w, acts.n_tokens, r0, r1, |rows, tokens, g0| {
+        #[cfg(target_arch = "x86_64")]
+        if simd && tokens.len() < DIRECT_BELOW {
+            for t in tokens {
+                // SAFETY: rows g0.. are in the caller's range alone.
+                let dst = unsafe { group_out(out, w.n_rows, t, g0, rows.len()) };
+                for (o, row) in dst.iter_mut().zip(rows) {
+                    // SAFETY: the matrix's level (checked against the CPU) is at least
+                    // AVX2; the row holds nb blocks; token t exists.
+                    *o = unsafe { group::avx2::row_dot_direct(w.ty, row, acts, t) };
                 }
-                continue;
             }
+            return;
+        }
+        if simd {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
+            // rows hold nb blocks each (the matrix shape was checked).
+            unsafe {
+                group::avx2::unpack_group(w.ty, rows, nb, &mut scratch)
+            };
+        } else {
+            group::unpack_group_scalar(w.ty, rows, nb, &mut scratch);
+        }
+        for t in tokens {
             if simd {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
-                // rows hold nb blocks each (the matrix shape was checked).
+                // SAFETY: as above; token t exists.
                 unsafe {
-                    group::avx2::unpack_group(w.ty, rows, nb, &mut scratch)
+                    group::avx2::group_dot(&scratch, acts, t, &mut res)
                 };
             } else {
-                group::unpack_group_scalar(w.ty, rows, nb, &mut scratch);
+                group::group_dot_scalar(&scratch, acts, t, &mut res);
             }
-            for t in tb..tb_end {
-                if simd {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: as above; token t exists.
-                    unsafe {
-                        group::avx2::group_dot(&scratch, acts, t, &mut res)
-                    };
-                } else {
-                    group::group_dot_scalar(&scratch, acts, t, &mut res);
-                }
-                // SAFETY: rows g0..g1 are in the caller's range, so these elements are
-                // written by no other part.
-                let dst = unsafe { out.slice(t * n_rows + g0, g1 - g0) };
-                dst.copy_from_slice(&res[..g1 - g0]);
-            }
+            // SAFETY: rows g0.. are in the caller's range alone.
+            let dst = unsafe { group_out(out, w.n_rows, t, g0, rows.len()) };
+            dst.copy_from_slice(&res[..rows.len()]);
         }
-    }
+    });
 }
 
 /// [`group_rows`] for Q4_K.
@@ -620,51 +650,35 @@ fn group_rows_k4(
     r1: usize,
 ) {
     use group::{K4Scratch, GROUP};
-    let (n_rows, n_tokens, rb) = (w.n_rows, acts.n_tokens, w.row_bytes);
-    let data = w.data.bytes();
     let nb = acts.nb;
-    #[cfg(target_arch = "x86_64")]
-    let simd = k.level >= CpuLevel::Avx2;
-    #[cfg(not(target_arch = "x86_64"))]
-    let simd = false;
+    let simd = group_simd(k);
     let mut scratch = K4Scratch::default();
     let mut res = [0.0f32; GROUP];
-    for tb in (0..n_tokens).step_by(TOKEN_BLOCK) {
-        let tb_end = (tb + TOKEN_BLOCK).min(n_tokens);
-        for g0 in (r0..r1).step_by(GROUP) {
-            let g1 = (g0 + GROUP).min(r1);
-            let mut rows: [&[u8]; GROUP] = [&[]; GROUP];
-            for (slot, r) in rows.iter_mut().zip(g0..g1) {
-                *slot = &data[r * rb..(r + 1) * rb];
-            }
-            let rows = &rows[..g1 - g0];
-            let direct = simd && tb_end - tb < DIRECT_BELOW;
-            if !direct {
-                group::unpack_k4(rows, nb, &mut scratch);
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            let _ = direct;
-            for t in tb..tb_end {
-                if simd {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
-                    // rows hold nb blocks each; token t exists.
-                    unsafe {
-                        if direct {
-                            group::avx2_k4::k4_dot_direct(rows, acts, t, &mut res)
-                        } else {
-                            group::avx2_k4::k4_dot(&scratch, acts, t, &mut res)
-                        }
-                    };
-                } else {
-                    group::k4_dot_scalar(&scratch, acts, t, &mut res);
-                }
-                // SAFETY: rows g0..g1 are in the caller's range alone.
-                let dst = unsafe { out.slice(t * n_rows + g0, g1 - g0) };
-                dst.copy_from_slice(&res[..g1 - g0]);
-            }
+    for_each_group(w, acts.n_tokens, r0, r1, |rows, tokens, g0| {
+        let direct = simd && tokens.len() < DIRECT_BELOW;
+        if !direct {
+            group::unpack_k4(rows, nb, &mut scratch);
         }
-    }
+        for t in tokens {
+            if simd {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
+                // rows hold nb blocks each; token t exists.
+                unsafe {
+                    if direct {
+                        group::avx2_k4::k4_dot_direct(rows, acts, t, &mut res)
+                    } else {
+                        group::avx2_k4::k4_dot(&scratch, acts, t, &mut res)
+                    }
+                };
+            } else {
+                group::k4_dot_scalar(&scratch, acts, t, &mut res);
+            }
+            // SAFETY: rows g0.. are in the caller's range alone.
+            let dst = unsafe { group_out(out, w.n_rows, t, g0, rows.len()) };
+            dst.copy_from_slice(&res[..rows.len()]);
+        }
+    });
 }
 
 /// Several products of one input: `outs[i] = ws[i] x` (each `[n_tokens][n_rows_i]`), as
