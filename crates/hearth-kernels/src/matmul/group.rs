@@ -371,7 +371,7 @@ pub(crate) mod avx2 {
     /// Lane k = the sum of `p[k]`'s eight i32 lanes.
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn reduce8(p: &[__m256i; GROUP]) -> __m256i {
+    pub(super) fn reduce8(p: &[__m256i; GROUP]) -> __m256i {
         let s01 = _mm256_hadd_epi32(p[0], p[1]);
         let s23 = _mm256_hadd_epi32(p[2], p[3]);
         let s45 = _mm256_hadd_epi32(p[4], p[5]);
@@ -532,25 +532,10 @@ pub(crate) fn k4_dot_scalar(s: &K4Scratch, acts: &Acts<'_>, t: usize, out: &mut 
 pub(crate) mod avx2_k4 {
     use std::arch::x86_64::*;
 
+    use super::avx2::reduce8;
     use super::{K4Scratch, GROUP};
     use crate::matmul::act::Acts;
     use crate::matmul::x86_avx2::ld;
-
-    /// Lane r = the sum of `p[r]`'s eight i32 lanes.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn reduce8(p: &[__m256i; GROUP]) -> __m256i {
-        let s01 = _mm256_hadd_epi32(p[0], p[1]);
-        let s23 = _mm256_hadd_epi32(p[2], p[3]);
-        let s45 = _mm256_hadd_epi32(p[4], p[5]);
-        let s67 = _mm256_hadd_epi32(p[6], p[7]);
-        let s0123 = _mm256_hadd_epi32(s01, s23);
-        let s4567 = _mm256_hadd_epi32(s45, s67);
-        _mm256_add_epi32(
-            _mm256_permute2x128_si256::<0x20>(s0123, s4567),
-            _mm256_permute2x128_si256::<0x31>(s0123, s4567),
-        )
-    }
 
     /// Lane r = the sum of `m[r]`'s four i32 lanes.
     #[inline]
