@@ -19,17 +19,19 @@ pub enum Arch {
     Phi3,
     Gemma2,
     Gemma3,
+    Qwen3Moe,
 }
 
 impl Arch {
     /// Every supported architecture.
-    pub const ALL: [Arch; 6] = [
+    pub const ALL: [Arch; 7] = [
         Arch::Llama,
         Arch::Qwen2,
         Arch::Qwen3,
         Arch::Phi3,
         Arch::Gemma2,
         Arch::Gemma3,
+        Arch::Qwen3Moe,
     ];
 
     /// The GGUF name (`llama`, `qwen2`, ...), also the metadata key prefix.
@@ -41,6 +43,7 @@ impl Arch {
             Arch::Phi3 => "phi3",
             Arch::Gemma2 => "gemma2",
             Arch::Gemma3 => "gemma3",
+            Arch::Qwen3Moe => "qwen3moe",
         }
     }
 
@@ -53,7 +56,12 @@ impl Arch {
     pub fn rope_kind(self) -> RopeKind {
         match self {
             Arch::Llama => RopeKind::Normal,
-            Arch::Qwen2 | Arch::Qwen3 | Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3 => RopeKind::Neox,
+            Arch::Qwen2
+            | Arch::Qwen3
+            | Arch::Qwen3Moe
+            | Arch::Phi3
+            | Arch::Gemma2
+            | Arch::Gemma3 => RopeKind::Neox,
         }
     }
 }
@@ -80,6 +88,53 @@ pub enum RopeScaling {
     Linear,
     Yarn,
     LongRope,
+}
+
+/// How the router turns its logits into expert weights (`{arch}.expert_gating_func`,
+/// llama.cpp's `llama_expert_gating_func_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpertGating {
+    /// Softmax over all experts (qwen3moe, Mixtral).
+    Softmax,
+    /// A sigmoid per expert (DeepSeek V3 style).
+    Sigmoid,
+    /// Softmax over the selected experts' logits only.
+    SoftmaxWeight,
+}
+
+/// The mixture-of-experts hyperparameters (`n_expert == 0` for dense models).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MoeConfig {
+    /// `{arch}.expert_count`.
+    pub n_expert: usize,
+    /// `{arch}.expert_used_count`: experts evaluated per token.
+    pub n_expert_used: usize,
+    /// Rows of each expert's gate/up matrices (`{arch}.expert_feed_forward_length`).
+    pub n_ff_exp: usize,
+    pub gating: ExpertGating,
+    /// Whether the selected weights are renormalized to sum to 1.
+    pub norm_weights: bool,
+    /// Factor applied to the selected weights (`{arch}.expert_weights_scale`; 0 or 1: none).
+    pub weights_scale: f32,
+}
+
+impl MoeConfig {
+    /// A dense model.
+    pub fn dense() -> MoeConfig {
+        MoeConfig {
+            n_expert: 0,
+            n_expert_used: 0,
+            n_ff_exp: 0,
+            gating: ExpertGating::Softmax,
+            norm_weights: false,
+            weights_scale: 0.0,
+        }
+    }
+
+    /// Whether the model has experts.
+    pub fn is_moe(&self) -> bool {
+        self.n_expert > 0
+    }
 }
 
 /// Everything RoPE needs; the values `ggml_rope_ext` receives in llama.cpp.
@@ -134,6 +189,8 @@ pub struct ModelConfig {
     pub attn_scale: f32,
     /// Whether the output head reuses `token_embd.weight`.
     pub tied_output: bool,
+    /// Experts, for mixture-of-experts models.
+    pub moe: MoeConfig,
 }
 
 impl ModelConfig {
@@ -292,6 +349,7 @@ impl ModelConfig {
             final_softcap: None,
             attn_scale: 1.0 / (head_dim_k as f32).sqrt(),
             tied_output: file.tensor("output.weight").is_none(),
+            moe: k.moe(n_ff)?,
         };
         arch::configure(&k, &mut cfg)?;
         Ok(cfg)
@@ -443,6 +501,66 @@ impl Keys<'_> {
         Ok((0..n_layer)
             .map(|il| period == 0 || il % period < period - 1)
             .collect())
+    }
+
+    /// The expert hyperparameters (`llama_model_base::load_hparams`): `expert_count`,
+    /// `expert_used_count` (1..=count), `expert_feed_forward_length` (default `n_ff`), the gating
+    /// function and weight scale. Every architecture hearth runs renormalizes the selected
+    /// weights (`norm_w = true` in their graphs).
+    fn moe(&self, n_ff: usize) -> Result<MoeConfig, ConfigError> {
+        let count_key = self.key("expert_count");
+        let n_expert = self.opt_usize(&count_key)?.unwrap_or(0);
+        if n_expert == 0 {
+            return Ok(MoeConfig::dense());
+        }
+        // llama.cpp's LLAMA_MAX_EXPERTS.
+        if n_expert > 512 {
+            return Err(ConfigError::BadValue {
+                key: count_key,
+                reason: format!("{n_expert} experts (at most 512)"),
+            });
+        }
+        let used_key = self.key("expert_used_count");
+        let n_expert_used = self.positive(&used_key)?;
+        if n_expert_used > n_expert {
+            return Err(ConfigError::BadValue {
+                key: used_key,
+                reason: format!("{n_expert_used} used of {n_expert} experts"),
+            });
+        }
+        let ff_key = self.key("expert_feed_forward_length");
+        let n_ff_exp = match self.opt_usize(&ff_key)? {
+            Some(0) => return Err(ConfigError::Zero { key: ff_key }),
+            Some(v) => v,
+            None => n_ff,
+        };
+        let gating_key = self.key("expert_gating_func");
+        let gating = match self.opt_usize(&gating_key)? {
+            None | Some(0) | Some(1) => ExpertGating::Softmax,
+            Some(2) => ExpertGating::Sigmoid,
+            Some(3) => ExpertGating::SoftmaxWeight,
+            Some(v) => {
+                return Err(ConfigError::BadValue {
+                    key: gating_key,
+                    reason: format!("unknown expert gating function {v}"),
+                })
+            }
+        };
+        let weights_scale = self.f32(&self.key("expert_weights_scale"))?.unwrap_or(0.0);
+        if !weights_scale.is_finite() {
+            return Err(ConfigError::BadValue {
+                key: self.key("expert_weights_scale"),
+                reason: format!("{weights_scale}"),
+            });
+        }
+        Ok(MoeConfig {
+            n_expert,
+            n_expert_used,
+            n_ff_exp,
+            gating,
+            norm_weights: true,
+            weights_scale,
+        })
     }
 
     fn rope(

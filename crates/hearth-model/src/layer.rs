@@ -67,16 +67,13 @@ impl<'a> Loader<'a> {
         usize::try_from(start).map_err(|_| err())
     }
 
-    /// An optional matrix of `n_out` rows of `n_in` values.
-    pub(crate) fn matrix_opt(
+    /// Checks that `info` can be multiplied as rows of `n_in` values.
+    fn check_matmul_type(
         &self,
         name: &str,
+        info: &TensorInfo,
         n_in: usize,
-        n_out: usize,
-    ) -> Result<Option<Weight>, ConfigError> {
-        let Some(info) = self.find(name, &[n_in, n_out])? else {
-            return Ok(None);
-        };
+    ) -> Result<(), ConfigError> {
         if !matmul_supported(info.ty) {
             return Err(ConfigError::TensorType {
                 name: name.to_string(),
@@ -93,19 +90,92 @@ impl<'a> Loader<'a> {
                 });
             }
         }
-        let offset = self.absolute_offset(info)?;
-        let source = self
-            .source
+        Ok(())
+    }
+
+    fn source_or_empty(&self) -> Source {
+        self.source
             .clone()
-            .unwrap_or_else(|| Source::Owned(std::sync::Arc::from(Vec::new())));
+            .unwrap_or_else(|| Source::Owned(std::sync::Arc::from(Vec::new())))
+    }
+
+    /// An optional matrix of `n_out` rows of `n_in` values.
+    pub(crate) fn matrix_opt(
+        &self,
+        name: &str,
+        n_in: usize,
+        n_out: usize,
+    ) -> Result<Option<Weight>, ConfigError> {
+        let Some(info) = self.find(name, &[n_in, n_out])? else {
+            return Ok(None);
+        };
+        self.check_matmul_type(name, info, n_in)?;
+        let offset = self.absolute_offset(info)?;
         Ok(Some(Weight::new(
             name.to_string(),
             info.ty,
             n_in,
             n_out,
-            source,
+            self.source_or_empty(),
             offset,
         )))
+    }
+
+    /// An optional 3-D tensor of `n_expert` matrices of `n_out` rows of `n_in` values (ggml
+    /// `ne = [n_in, n_out, n_expert]`, e.g. `ffn_up_exps`), one [`Weight`] per expert viewing its
+    /// slice of the data, so a product reads only the experts it uses.
+    pub(crate) fn experts_opt(
+        &self,
+        name: &str,
+        n_in: usize,
+        n_out: usize,
+        n_expert: usize,
+    ) -> Result<Option<Vec<Weight>>, ConfigError> {
+        let Some(info) = self.find(name, &[n_in, n_out, n_expert])? else {
+            return Ok(None);
+        };
+        self.check_matmul_type(name, info, n_in)?;
+        let offset = self.absolute_offset(info)?;
+        let (bv, bb) = quant::block_geometry(info.ty);
+        // The tensor's size was checked against the file with the same geometry.
+        let slab = n_in / bv * bb * n_out;
+        if slab.checked_mul(n_expert) != usize::try_from(info.size).ok() {
+            return Err(ConfigError::TensorData {
+                name: name.to_string(),
+                offset: offset as u64,
+                size: info.size,
+                file_len: self.file.file_len,
+            });
+        }
+        let source = self.source_or_empty();
+        Ok(Some(
+            (0..n_expert)
+                .map(|e| {
+                    Weight::new(
+                        name.to_string(),
+                        info.ty,
+                        n_in,
+                        n_out,
+                        source.clone(),
+                        offset + e * slab,
+                    )
+                })
+                .collect(),
+        ))
+    }
+
+    /// A required expert tensor.
+    pub(crate) fn experts(
+        &self,
+        name: &str,
+        n_in: usize,
+        n_out: usize,
+        n_expert: usize,
+    ) -> Result<Vec<Weight>, ConfigError> {
+        self.experts_opt(name, n_in, n_out, n_expert)?
+            .ok_or_else(|| ConfigError::MissingTensor {
+                name: name.to_string(),
+            })
     }
 
     /// A required matrix.
@@ -295,6 +365,8 @@ pub(crate) enum Ffn {
         up: Weight,
         down: Weight,
     },
+    /// Routed experts (`ffn_gate_inp` + `ffn_*_exps`).
+    Moe(Box<crate::moe::Moe>),
 }
 
 /// The gating activation.
@@ -352,6 +424,9 @@ impl Ffn {
         act: Act,
         mm: &Mm<'_>,
     ) -> Result<Vec<f32>> {
+        if let Ffn::Moe(moe) = self {
+            return moe.forward(x, n, cfg, act, mm, None);
+        }
         let (e, f) = (cfg.n_embd, cfg.n_ff);
         let apply = |g: &[f32], u: &[f32], y: &mut [f32]| match act {
             Act::Silu => ops::swiglu(g, u, y),
@@ -393,6 +468,7 @@ impl Ffn {
                 }
                 down
             }
+            Ffn::Moe(_) => unreachable!("handled above"),
         };
         let mut y = vec![0.0f32; n * e];
         mm.matmul(down, &h, n, &mut y)?;
@@ -444,7 +520,21 @@ impl Layer {
                 f(up);
                 f(down);
             }
+            Ffn::Moe(moe) => moe.for_each_weight(f),
         }
+    }
+
+    /// Bytes of weights one token's products read: every matrix, but only `n_expert_used`
+    /// experts of an expert layer.
+    pub(crate) fn active_bytes(&self, cfg: &ModelConfig) -> u64 {
+        let mut total = 0u64;
+        self.for_each_weight(&mut |w| total += w.n_bytes() as u64);
+        if let Ffn::Moe(moe) = &self.ffn {
+            let mut all = 0u64;
+            moe.for_each_weight(&mut |w| all += w.n_bytes() as u64);
+            total = total - all + moe.active_bytes(cfg.moe.n_expert_used);
+        }
+        total
     }
 }
 

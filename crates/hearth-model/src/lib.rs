@@ -18,7 +18,8 @@
 //! dependence on batch size ([`BatchNumerics`]).
 //!
 //! Architectures: `llama` (incl. RoPE scaling and `rope_freqs`), `qwen2`, `qwen3`, `phi3`,
-//! `gemma2`, `gemma3`; one file each in `src/arch/`.
+//! `gemma2`, `gemma3`, and the mixture-of-experts `qwen3moe` and `llama` with experts (Mixtral);
+//! one file each in `src/arch/`, the experts in `moe.rs`.
 
 #![forbid(unsafe_code)]
 
@@ -29,10 +30,11 @@ pub mod error;
 pub mod kv_cache;
 mod layer;
 pub mod model;
+mod moe;
 pub mod ops;
 pub mod sampling;
 
-pub use config::{Arch, ModelConfig, RopeConfig, RopeKind, RopeScaling};
+pub use config::{Arch, ExpertGating, ModelConfig, MoeConfig, RopeConfig, RopeKind, RopeScaling};
 pub use error::{ConfigError, ModelError};
 pub use kv_cache::{KvCache, KvType};
 pub use model::{BatchNumerics, Logits, LogitsFor, Model, SeqBatch, N_UBATCH};

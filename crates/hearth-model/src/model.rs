@@ -241,12 +241,13 @@ impl Model {
         self.numerics
     }
 
-    /// Bytes of weights a decode step reads: every matrix of the layers and the output
-    /// projection (the token embedding contributes one row, unless it is also the output).
+    /// Bytes of weights a decode step reads: every matrix of the layers (of expert layers,
+    /// the router and `n_expert_used` experts) and the output projection (the token embedding
+    /// contributes one row, unless it is also the output).
     pub fn weight_bytes_per_token(&self) -> u64 {
         let mut total = self.w.output.n_bytes() as u64;
         for l in &self.w.layers {
-            l.for_each_weight(&mut |w| total += w.n_bytes() as u64);
+            total += l.active_bytes(&self.cfg);
         }
         total
     }

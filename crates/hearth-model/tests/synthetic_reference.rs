@@ -63,6 +63,16 @@ fn synthetic_phi3_matches_llama_cpp() {
 }
 
 #[test]
+fn synthetic_qwen3moe_matches_llama_cpp() {
+    check_arch("qwen3moe");
+}
+
+#[test]
+fn synthetic_llama_moe_matches_llama_cpp() {
+    check_arch("llama-moe");
+}
+
+#[test]
 fn synthetic_gemma2_matches_llama_cpp() {
     check_arch("gemma2");
 }

@@ -1,5 +1,6 @@
 //! `llama` (llama.cpp `src/models/llama.cpp`): pre-norm attention with optional biases, RoPE
-//! with optional frequency factors (`rope_freqs`, llama 3) and scaling, SiLU-gated feed-forward.
+//! with optional frequency factors (`rope_freqs`, llama 3) and scaling, SiLU-gated feed-forward,
+//! or routed experts when `llama.expert_count` is set (Mixtral).
 //! qwen2 and qwen3 use the same layer graph.
 
 use crate::config::{Keys, ModelConfig};
@@ -7,6 +8,7 @@ use crate::error::{ConfigError, Result};
 use crate::kv_cache::LayerKv;
 use crate::layer::{attention_block, blk, Act, AttnSpec, Batch, Ffn, Layer, Loader, Qkv};
 use crate::model::keep_rows;
+use crate::moe::Moe;
 use crate::ops;
 
 pub(crate) fn configure(_k: &Keys<'_>, _cfg: &mut ModelConfig) -> Result<(), ConfigError> {
@@ -30,7 +32,10 @@ pub(crate) fn load_layer(
         attn_post_norm: None,
         ffn_norm: l.vector(&blk(il, "ffn_norm.weight"), e)?,
         ffn_norm_b: None,
-        ffn: Ffn::load_gated(l, il, cfg, true)?,
+        ffn: match cfg.moe.is_moe() {
+            true => Ffn::Moe(Box::new(Moe::load(l, il, cfg, true)?)),
+            false => Ffn::load_gated(l, il, cfg, true)?,
+        },
         ffn_post_norm: None,
     })
 }

@@ -16,6 +16,7 @@ mod llama;
 mod phi3;
 mod qwen2;
 mod qwen3;
+mod qwen3moe;
 
 /// Architecture-specific hyperparameters.
 pub(crate) fn configure(k: &Keys<'_>, cfg: &mut ModelConfig) -> Result<(), ConfigError> {
@@ -26,6 +27,7 @@ pub(crate) fn configure(k: &Keys<'_>, cfg: &mut ModelConfig) -> Result<(), Confi
         Arch::Phi3 => phi3::configure(k, cfg),
         Arch::Gemma2 => gemma2::configure(k, cfg),
         Arch::Gemma3 => gemma3::configure(k, cfg),
+        Arch::Qwen3Moe => qwen3moe::configure(k, cfg),
     }
 }
 
@@ -42,6 +44,7 @@ pub(crate) fn load_layer(
         Arch::Phi3 => phi3::load_layer(l, il, cfg),
         Arch::Gemma2 => gemma2::load_layer(l, il, cfg),
         Arch::Gemma3 => gemma3::load_layer(l, il, cfg),
+        Arch::Qwen3Moe => qwen3moe::load_layer(l, il, cfg),
     }
 }
 
@@ -57,7 +60,7 @@ pub(crate) fn forward_layer(
     keep: Option<&[usize]>,
 ) -> Result<Vec<f32>> {
     match cfg.arch {
-        Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => {
+        Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Qwen3Moe => {
             llama::forward_layer(cfg, layer, il, x, batch, caches, keep)
         }
         Arch::Phi3 => phi3::forward_layer(cfg, layer, il, x, batch, caches, keep),
