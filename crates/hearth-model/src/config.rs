@@ -20,11 +20,12 @@ pub enum Arch {
     Gemma2,
     Gemma3,
     Qwen3Moe,
+    Gemma4,
 }
 
 impl Arch {
     /// Every supported architecture.
-    pub const ALL: [Arch; 7] = [
+    pub const ALL: [Arch; 8] = [
         Arch::Llama,
         Arch::Qwen2,
         Arch::Qwen3,
@@ -32,6 +33,7 @@ impl Arch {
         Arch::Gemma2,
         Arch::Gemma3,
         Arch::Qwen3Moe,
+        Arch::Gemma4,
     ];
 
     /// The GGUF name (`llama`, `qwen2`, ...), also the metadata key prefix.
@@ -44,6 +46,7 @@ impl Arch {
             Arch::Gemma2 => "gemma2",
             Arch::Gemma3 => "gemma3",
             Arch::Qwen3Moe => "qwen3moe",
+            Arch::Gemma4 => "gemma4",
         }
     }
 
@@ -61,7 +64,8 @@ impl Arch {
             | Arch::Qwen3Moe
             | Arch::Phi3
             | Arch::Gemma2
-            | Arch::Gemma3 => RopeKind::Neox,
+            | Arch::Gemma3
+            | Arch::Gemma4 => RopeKind::Neox,
         }
     }
 }
@@ -191,6 +195,20 @@ pub struct ModelConfig {
     pub tied_output: bool,
     /// Experts, for mixture-of-experts models.
     pub moe: MoeConfig,
+    /// Per-layer attention and feed-forward sizes, for architectures whose layers differ
+    /// (gemma4); `None` when every layer has the sizes above.
+    pub per_layer: Option<Vec<LayerDims>>,
+}
+
+/// The sizes of one layer when they differ between layers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerDims {
+    pub n_head: usize,
+    pub n_head_kv: usize,
+    pub head_dim_k: usize,
+    pub head_dim_v: usize,
+    pub n_rot: usize,
+    pub n_ff: usize,
 }
 
 impl ModelConfig {
@@ -221,19 +239,20 @@ impl ModelConfig {
         let n_ctx_train = k.positive(&k.key("context_length"))?;
         let n_embd = k.positive(&k.key("embedding_length"))?;
         let n_layer = k.positive(&k.key("block_count"))?;
-        let n_ff = k.per_layer(&k.key("feed_forward_length"), n_layer)?;
+        let varying = arch == Arch::Gemma4;
+        let n_ff = k.per_layer_first(&k.key("feed_forward_length"), n_layer, varying)?;
         if n_ff == 0 {
             return Err(ConfigError::Zero {
                 key: k.key("feed_forward_length"),
             });
         }
         let head_key = k.key("attention.head_count");
-        let n_head = k.per_layer(&head_key, n_layer)?;
+        let n_head = k.per_layer_first(&head_key, n_layer, varying)?;
         if n_head == 0 {
             return Err(ConfigError::Zero { key: head_key });
         }
         let kv_key = k.key("attention.head_count_kv");
-        let n_head_kv = match k.opt_per_layer(&kv_key, n_layer)? {
+        let n_head_kv = match k.opt_per_layer(&kv_key, n_layer, varying)? {
             Some(0) => return Err(ConfigError::Zero { key: kv_key }),
             Some(v) => v,
             None => n_head,
@@ -350,9 +369,38 @@ impl ModelConfig {
             attn_scale: 1.0 / (head_dim_k as f32).sqrt(),
             tied_output: file.tensor("output.weight").is_none(),
             moe: k.moe(n_ff)?,
+            per_layer: None,
         };
         arch::configure(&k, &mut cfg)?;
         Ok(cfg)
+    }
+
+    /// The config as layer `il` sees it: the per-layer sizes in the scalar fields.
+    pub fn for_layer(&self, il: usize) -> std::borrow::Cow<'_, ModelConfig> {
+        match self.per_layer.as_ref().and_then(|d| d.get(il)) {
+            None => std::borrow::Cow::Borrowed(self),
+            Some(d) => {
+                let mut c = self.clone();
+                c.per_layer = None;
+                c.n_head = d.n_head;
+                c.n_head_kv = d.n_head_kv;
+                c.head_dim_k = d.head_dim_k;
+                c.head_dim_v = d.head_dim_v;
+                c.rope.n_rot = d.n_rot;
+                c.n_ff = d.n_ff;
+                std::borrow::Cow::Owned(c)
+            }
+        }
+    }
+
+    /// (K width, V width) of every layer's cache rows.
+    pub fn kv_widths(&self) -> Vec<(usize, usize)> {
+        (0..self.n_layer)
+            .map(|il| {
+                let c = self.for_layer(il);
+                (c.n_embd_k_gqa(), c.n_embd_v_gqa())
+            })
+            .collect()
     }
 
     /// Query width (`n_head * head_dim_k`).
@@ -435,9 +483,13 @@ impl Keys<'_> {
         self.meta.get_str_opt(key).map_err(|e| bad_value(key, e))
     }
 
-    /// A count that may be stored per layer (an array of `n_layer` values); hearth supports one
-    /// value for all layers.
-    fn opt_per_layer(&self, key: &str, n_layer: usize) -> Result<Option<usize>, ConfigError> {
+    /// A count that may be stored per layer (an array of `n_layer` values): every layer's
+    /// value, `None` when the key is absent.
+    pub(crate) fn opt_layer_values(
+        &self,
+        key: &str,
+        n_layer: usize,
+    ) -> Result<Option<Vec<usize>>, ConfigError> {
         match self.meta.get(key) {
             None => Ok(None),
             Some(Value::Array(_)) => {
@@ -451,26 +503,53 @@ impl Keys<'_> {
                         reason: format!("{} values for {n_layer} layers", vals.len()),
                     });
                 }
-                let first = vals[0];
-                if vals.iter().any(|&v| v != first) {
-                    return Err(ConfigError::PerLayer {
-                        key: key.to_string(),
-                        reason: "values differing between layers are not supported".into(),
-                    });
-                }
-                usize::try_from(first)
-                    .map(Some)
-                    .map_err(|_| ConfigError::BadValue {
-                        key: key.to_string(),
-                        reason: format!("{first} is not a valid count"),
+                vals.iter()
+                    .map(|&v| {
+                        usize::try_from(v).map_err(|_| ConfigError::BadValue {
+                            key: key.to_string(),
+                            reason: format!("{v} is not a valid count"),
+                        })
                     })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some)
             }
-            Some(_) => self.opt_usize(key),
+            Some(_) => Ok(self.opt_usize(key)?.map(|v| vec![v; n_layer])),
         }
     }
 
-    fn per_layer(&self, key: &str, n_layer: usize) -> Result<usize, ConfigError> {
-        self.opt_per_layer(key, n_layer)?
+    /// The first layer's value of a per-layer count; values differing between layers are an
+    /// error unless the architecture has per-layer sizes (`varying`).
+    fn opt_per_layer(
+        &self,
+        key: &str,
+        n_layer: usize,
+        varying: bool,
+    ) -> Result<Option<usize>, ConfigError> {
+        let Some(vals) = self.opt_layer_values(key, n_layer)? else {
+            return Ok(None);
+        };
+        let first = vals[0];
+        if !varying && vals.iter().any(|&v| v != first) {
+            return Err(ConfigError::PerLayer {
+                key: key.to_string(),
+                reason: "values differing between layers are not supported".into(),
+            });
+        }
+        if vals.contains(&0) {
+            return Err(ConfigError::Zero {
+                key: key.to_string(),
+            });
+        }
+        Ok(Some(first))
+    }
+
+    fn per_layer_first(
+        &self,
+        key: &str,
+        n_layer: usize,
+        varying: bool,
+    ) -> Result<usize, ConfigError> {
+        self.opt_per_layer(key, n_layer, varying)?
             .ok_or_else(|| ConfigError::MissingKey {
                 key: key.to_string(),
             })

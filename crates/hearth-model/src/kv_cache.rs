@@ -226,8 +226,8 @@ pub struct KvCache {
     /// `Some(n_keep)`: shift the context instead of failing when it is full.
     pub(crate) context_shift: Option<usize>,
     pub(crate) layers: Vec<LayerKv>,
-    /// Identity of the model the cache was made for: (n_layer, k width, v width).
-    pub(crate) shape: (usize, usize, usize),
+    /// Identity of the model the cache was made for: (K width, V width) of each layer.
+    pub(crate) shape: Vec<(usize, usize)>,
 }
 
 impl KvCache {
@@ -235,8 +235,7 @@ impl KvCache {
         n_ctx: usize,
         kv_type: KvType,
         windows: &[Option<usize>],
-        k_width: usize,
-        v_width: usize,
+        widths: &[(usize, usize)],
     ) -> Result<KvCache> {
         if n_ctx == 0 {
             return Err(ModelError::KvCache {
@@ -244,17 +243,20 @@ impl KvCache {
             });
         }
         let (bv, _) = quant::block_geometry(kv_type.ggml());
-        if !k_width.is_multiple_of(bv) || !v_width.is_multiple_of(bv) {
-            return Err(ModelError::KvCache {
-                reason: format!(
-                    "{:?} cache needs rows of whole blocks of {bv}; K has {k_width}, V {v_width}",
-                    kv_type
-                ),
-            });
+        for &(k_width, v_width) in widths {
+            if !k_width.is_multiple_of(bv) || !v_width.is_multiple_of(bv) {
+                return Err(ModelError::KvCache {
+                    reason: format!(
+                        "{:?} cache needs rows of whole blocks of {bv}; K has {k_width}, V {v_width}",
+                        kv_type
+                    ),
+                });
+            }
         }
         let layers = windows
             .iter()
-            .map(|&window| LayerKv {
+            .zip(widths)
+            .map(|(&window, &(k_width, v_width))| LayerKv {
                 window,
                 // llama_kv_cache_iswa: SWA caches hold window + n_ubatch cells, padded to 256.
                 capacity: match window {
@@ -272,7 +274,7 @@ impl KvCache {
             n_past: 0,
             context_shift: None,
             layers,
-            shape: (windows.len(), k_width, v_width),
+            shape: widths.to_vec(),
         })
     }
 

@@ -249,7 +249,8 @@ pub(crate) enum Qkv {
     Separate {
         wq: Weight,
         wk: Weight,
-        wv: Weight,
+        /// `None`: V is the K projection (gemma4's full-attention layers, `attention_k_eq_v`).
+        wv: Option<Weight>,
         bq: Option<Vec<f32>>,
         bk: Option<Vec<f32>>,
         bv: Option<Vec<f32>>,
@@ -287,7 +288,10 @@ impl Qkv {
         Ok(Qkv::Separate {
             wq: l.matrix(&blk(il, "attn_q.weight"), n_embd, nq)?,
             wk: l.matrix(&blk(il, "attn_k.weight"), n_embd, nk)?,
-            wv: l.matrix(&blk(il, "attn_v.weight"), n_embd, nv)?,
+            wv: match cfg.arch == crate::config::Arch::Gemma4 {
+                true => l.matrix_opt(&blk(il, "attn_v.weight"), n_embd, nv)?,
+                false => Some(l.matrix(&blk(il, "attn_v.weight"), n_embd, nv)?),
+            },
             bq: l.vector_opt(&blk(il, "attn_q.bias"), nq)?,
             bk: l.vector_opt(&blk(il, "attn_k.bias"), nk)?,
             bv: l.vector_opt(&blk(il, "attn_v.bias"), nv)?,
@@ -315,7 +319,15 @@ impl Qkv {
                 let mut q = vec![0.0; n * nq];
                 let mut k = vec![0.0; n * nk];
                 let mut v = vec![0.0; n * nv];
-                mm.matmul_many(&[wq, wk, wv], x, n, &mut [&mut q, &mut k, &mut v])?;
+                match wv {
+                    Some(wv) => {
+                        mm.matmul_many(&[wq, wk, wv], x, n, &mut [&mut q, &mut k, &mut v])?
+                    }
+                    None => {
+                        mm.matmul_many(&[wq, wk], x, n, &mut [&mut q, &mut k])?;
+                        v.copy_from_slice(&k);
+                    }
+                }
                 if let Some(b) = bq {
                     ops::add_bias(&mut q, b);
                 }
@@ -496,6 +508,10 @@ pub(crate) struct Layer {
     pub(crate) ffn_norm_b: Option<Vec<f32>>,
     pub(crate) ffn: Ffn,
     pub(crate) ffn_post_norm: Option<Vec<f32>>,
+    /// Routed experts beside the feed-forward (gemma4's expert layers).
+    pub(crate) moe_branch: Option<Box<crate::arch::gemma4::MoeBranch>>,
+    /// Factor the layer's output is multiplied by (`layer_output_scale`, gemma4).
+    pub(crate) out_scale: Option<f32>,
 }
 
 impl Layer {
@@ -505,7 +521,9 @@ impl Layer {
             Qkv::Separate { wq, wk, wv, .. } => {
                 f(wq);
                 f(wk);
-                f(wv);
+                if let Some(wv) = wv {
+                    f(wv);
+                }
             }
             Qkv::Fused { w, .. } => f(w),
         }
@@ -522,6 +540,10 @@ impl Layer {
             }
             Ffn::Moe(moe) => moe.for_each_weight(f),
         }
+        if let Some(b) = &self.moe_branch {
+            f(&b.gate_inp);
+            b.moe.for_each_weight(f);
+        }
     }
 
     /// Bytes of weights one token's products read: every matrix, but only `n_expert_used`
@@ -529,7 +551,14 @@ impl Layer {
     pub(crate) fn active_bytes(&self, cfg: &ModelConfig) -> u64 {
         let mut total = 0u64;
         self.for_each_weight(&mut |w| total += w.n_bytes() as u64);
-        if let Ffn::Moe(moe) = &self.ffn {
+        let moes = [
+            match &self.ffn {
+                Ffn::Moe(moe) => Some(&**moe),
+                _ => None,
+            },
+            self.moe_branch.as_ref().map(|b| &b.moe),
+        ];
+        for moe in moes.into_iter().flatten() {
             let mut all = 0u64;
             moe.for_each_weight(&mut |w| all += w.n_bytes() as u64);
             total = total - all + moe.active_bytes(cfg.moe.n_expert_used);
@@ -546,6 +575,8 @@ pub(crate) struct AttnSpec {
     pub(crate) kq_scale: f32,
     /// Attention logit soft-capping.
     pub(crate) softcap: Option<f32>,
+    /// RMS-normalize each V head without a weight (gemma4).
+    pub(crate) v_norm: bool,
 }
 
 /// Everything about the batch that is the same for every layer.
@@ -573,14 +604,22 @@ pub(crate) fn attention_block(
     spec: &AttnSpec,
 ) -> Result<Vec<f32>> {
     let n = batch.pos.len();
-    let (mut q, mut k, v) = layer.qkv.project(x, n, cfg, &batch.mm)?;
+    let (mut q, mut k, mut v) = layer.qkv.project(x, n, cfg, &batch.mm)?;
     if let Some(w) = &layer.q_norm {
         ops::rms_norm_inplace(&mut q, w, cfg.rms_eps);
     }
     if let Some(w) = &layer.k_norm {
         ops::rms_norm_inplace(&mut k, w, cfg.rms_eps);
     }
-    let rope = rope_params(cfg, il, batch.rope_factors);
+    if spec.v_norm {
+        let ones = vec![1.0f32; cfg.head_dim_v];
+        ops::rms_norm_inplace(&mut v, &ones, cfg.rms_eps);
+    }
+    let rope = rope_params(
+        cfg,
+        il,
+        crate::arch::layer_rope_factors(cfg, il, batch.rope_factors),
+    );
     let (nq, nk, nv) = (cfg.n_embd_q(), cfg.n_embd_k_gqa(), cfg.n_embd_v_gqa());
     let mut cache_buf = Vec::new();
     for (t, &p) in batch.pos.iter().enumerate() {

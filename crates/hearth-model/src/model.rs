@@ -297,26 +297,19 @@ impl Model {
         let windows: Vec<Option<usize>> = (0..self.cfg.n_layer)
             .map(|il| self.cfg.is_swa(il).then_some(self.cfg.sliding_window))
             .collect();
-        KvCache::new(
-            n_ctx,
-            kv_type,
-            &windows,
-            self.cfg.n_embd_k_gqa(),
-            self.cfg.n_embd_v_gqa(),
-        )
+        KvCache::new(n_ctx, kv_type, &windows, &self.cfg.kv_widths())
     }
 
     fn check_cache(&self, kv: &KvCache) -> Result<()> {
-        let shape = (
-            self.cfg.n_layer,
-            self.cfg.n_embd_k_gqa(),
-            self.cfg.n_embd_v_gqa(),
-        );
+        let shape = self.cfg.kv_widths();
         if kv.shape != shape {
             return Err(ModelError::KvCache {
                 reason: format!(
-                    "made for (layers, K width, V width) = {:?}, this model has {shape:?}",
-                    kv.shape
+                    "made for {} layers of (K width, V width) {:?}, this model has {} of {:?}",
+                    kv.shape.len(),
+                    kv.shape.first(),
+                    shape.len(),
+                    shape.first()
                 ),
             });
         }
@@ -583,9 +576,10 @@ impl Model {
         let cfg = &self.cfg;
         let mut cache = Vec::new();
         kv.discard(n_keep, n_keep + n_discard, |il, row, delta| {
-            let rope = rope_params(cfg, il, factors);
+            let lc = cfg.for_layer(il);
+            let rope = rope_params(&lc, il, arch::layer_rope_factors(&lc, il, factors));
             rope.cache(delta, &mut cache);
-            rope.apply(row, cfg.head_dim_k, &cache);
+            rope.apply(row, lc.head_dim_k, &cache);
         });
     }
 

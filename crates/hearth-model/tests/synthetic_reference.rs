@@ -73,6 +73,11 @@ fn synthetic_llama_moe_matches_llama_cpp() {
 }
 
 #[test]
+fn synthetic_gemma4_matches_llama_cpp() {
+    check_arch("gemma4");
+}
+
+#[test]
 fn synthetic_gemma2_matches_llama_cpp() {
     check_arch("gemma2");
 }

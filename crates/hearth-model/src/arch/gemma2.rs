@@ -48,5 +48,7 @@ pub(crate) fn load_layer(
         ffn_norm_b: None,
         ffn: Ffn::load_gated(l, il, cfg, false)?,
         ffn_post_norm: Some(l.vector(&blk(il, "post_ffw_norm.weight"), e)?),
+        moe_branch: None,
+        out_scale: None,
     })
 }

@@ -51,6 +51,8 @@ pub(crate) fn load_layer(
         ffn_norm_b: None,
         ffn: Ffn::load_gated(l, il, cfg, false)?,
         ffn_post_norm: Some(l.vector(&blk(il, "post_ffw_norm.weight"), e)?),
+        moe_branch: None,
+        out_scale: None,
     })
 }
 
@@ -73,6 +75,7 @@ pub(crate) fn forward_layer(
         q_prescale: Some(cfg.attn_scale),
         kq_scale: 1.0,
         softcap: cfg.attn_softcap,
+        v_norm: false,
     };
     let attn = attention_block(cfg, layer, il, &cur, batch, caches, &spec)?;
     let attn = keep_rows(attn, e, keep);

@@ -37,6 +37,8 @@ pub(crate) fn load_layer(
             false => Ffn::load_gated(l, il, cfg, true)?,
         },
         ffn_post_norm: None,
+        moe_branch: None,
+        out_scale: None,
     })
 }
 
@@ -58,6 +60,7 @@ pub(crate) fn forward_layer(
         q_prescale: None,
         kq_scale: cfg.attn_scale,
         softcap: None,
+        v_norm: false,
     };
     let attn = attention_block(cfg, layer, il, &cur, batch, caches, &spec)?;
     let mut ffn_inp = keep_rows(attn, e, keep);

@@ -12,6 +12,7 @@ use crate::model::load_weights;
 
 mod gemma2;
 mod gemma3;
+pub(crate) mod gemma4;
 mod llama;
 mod phi3;
 mod qwen2;
@@ -28,6 +29,7 @@ pub(crate) fn configure(k: &Keys<'_>, cfg: &mut ModelConfig) -> Result<(), Confi
         Arch::Gemma2 => gemma2::configure(k, cfg),
         Arch::Gemma3 => gemma3::configure(k, cfg),
         Arch::Qwen3Moe => qwen3moe::configure(k, cfg),
+        Arch::Gemma4 => gemma4::configure(k, cfg),
     }
 }
 
@@ -37,6 +39,7 @@ pub(crate) fn load_layer(
     il: usize,
     cfg: &ModelConfig,
 ) -> Result<Layer, ConfigError> {
+    let cfg = &*cfg.for_layer(il);
     match cfg.arch {
         Arch::Llama => llama::load_layer(l, il, cfg),
         Arch::Qwen2 => qwen2::load_layer(l, il, cfg),
@@ -45,6 +48,7 @@ pub(crate) fn load_layer(
         Arch::Gemma2 => gemma2::load_layer(l, il, cfg),
         Arch::Gemma3 => gemma3::load_layer(l, il, cfg),
         Arch::Qwen3Moe => qwen3moe::load_layer(l, il, cfg),
+        Arch::Gemma4 => gemma4::load_layer(l, il, cfg),
     }
 }
 
@@ -59,6 +63,7 @@ pub(crate) fn forward_layer(
     caches: &mut [&mut LayerKv],
     keep: Option<&[usize]>,
 ) -> Result<Vec<f32>> {
+    let cfg = &*cfg.for_layer(il);
     match cfg.arch {
         Arch::Llama | Arch::Qwen2 | Arch::Qwen3 | Arch::Qwen3Moe => {
             llama::forward_layer(cfg, layer, il, x, batch, caches, keep)
@@ -67,14 +72,28 @@ pub(crate) fn forward_layer(
         Arch::Gemma2 | Arch::Gemma3 => {
             gemma3::forward_layer(cfg, layer, il, x, batch, caches, keep)
         }
+        Arch::Gemma4 => gemma4::forward_layer(cfg, layer, il, x, batch, caches, keep),
     }
 }
 
 /// Scale of the token embeddings (gemma: `sqrt(n_embd)`).
 pub(crate) fn embed_scale(cfg: &ModelConfig) -> Option<f32> {
     match cfg.arch {
-        Arch::Gemma2 | Arch::Gemma3 => Some((cfg.n_embd as f32).sqrt()),
+        Arch::Gemma2 | Arch::Gemma3 | Arch::Gemma4 => Some((cfg.n_embd as f32).sqrt()),
         _ => None,
+    }
+}
+
+/// The RoPE frequency factors layer `il` uses: gemma4 applies `rope_freqs` (proportional
+/// RoPE) on its full-attention layers only.
+pub(crate) fn layer_rope_factors<'a>(
+    cfg: &ModelConfig,
+    il: usize,
+    factors: Option<&'a [f32]>,
+) -> Option<&'a [f32]> {
+    match cfg.arch {
+        Arch::Gemma4 if cfg.is_swa(il) => None,
+        _ => factors,
     }
 }
 

@@ -39,6 +39,8 @@ pub(crate) fn load_layer(
             Ffn::load_fused(l, il, cfg)?
         },
         ffn_post_norm: None,
+        moe_branch: None,
+        out_scale: None,
     })
 }
 
@@ -66,6 +68,7 @@ pub(crate) fn forward_layer(
         q_prescale: Some(1.0 / (cfg.head_dim_v as f32).sqrt()),
         kq_scale: 1.0,
         softcap: None,
+        v_norm: false,
     };
     let attn = attention_block(cfg, layer, il, &cur, batch, caches, &spec)?;
     let mut residual = keep_rows(attn, e, keep);

@@ -28,5 +28,7 @@ pub(crate) fn load_layer(
         ffn_norm_b: None,
         ffn: Ffn::load_gated(l, il, cfg, false)?,
         ffn_post_norm: None,
+        moe_branch: None,
+        out_scale: None,
     })
 }

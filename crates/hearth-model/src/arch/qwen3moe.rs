@@ -39,5 +39,7 @@ pub(crate) fn load_layer(
         ffn_norm_b: None,
         ffn: Ffn::Moe(Box::new(Moe::load(l, il, cfg, true)?)),
         ffn_post_norm: None,
+        moe_branch: None,
+        out_scale: None,
     })
 }
