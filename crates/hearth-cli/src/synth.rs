@@ -1,17 +1,22 @@
 //! `hearth synth`: random-weight models with the shapes of real ones (and a real vocabulary from
 //! llama.cpp's tokenizer test files), for benchmarks and tests of sizes no fixture has.
 //!
-//! The model is first written as F16 (streamed, tensor by tensor, so any size fits in memory),
-//! then quantized to the requested file type by `hearth quantize`'s code, which picks the
-//! per-tensor types of llama.cpp's mixes.
+//! Tensors are generated and written one by one (any size fits in memory): the values are
+//! rounded to f16, as a converted F16 model holds them, then quantized to the type
+//! `hearth quantize`'s plan gives each tensor for the requested file type (llama.cpp's
+//! mixes). The result is the file `synth --type F16` followed by `hearth quantize` would
+//! give, without the F16 intermediate (52 GB for a 26B model).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use hearth_gguf::{GgmlType, GgufWriter, MappedGguf, Metadata, Value};
-use hearth_quantize::{quantize_file, FileType, QuantizeOptions, TypeOptions};
+use hearth_gguf::{GgmlType, GgufWriter, MappedGguf, Metadata, TensorInfo, Value};
+use hearth_kernels::pool::ThreadPool;
+use hearth_quantize::{
+    plan_types, sort_like_llama_cpp, FileType, ModelInfo, TypeOptions, QUANTIZATION_VERSION,
+};
 
 /// Real model shapes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -25,6 +30,43 @@ pub enum Preset {
     /// Llama 3.1 8B: 32 layers, 4096 wide, GQA 32/8, separate output matrix.
     #[value(name = "llama-3.1-8b")]
     Llama31_8b,
+    /// Gemma 4 26B-A4B: 30 layers, 2816 wide, 128 experts of 704 (8 used) beside a dense
+    /// 2112 feed-forward; sliding-window layers 16x256 heads (8 KV), every 6th layer global
+    /// 16x512 heads (2 KV, K as V, proportional RoPE); 262k vocabulary.
+    #[value(name = "gemma4-26b-a4b")]
+    Gemma4_26bA4b,
+    /// The dense twin of gemma4-26b-a4b: the same layers with one dense feed-forward of the
+    /// width of the 8 active experts plus the shared one (2112 + 8 x 704), i.e. the same
+    /// active parameters per token.
+    #[value(name = "gemma4-26b-a4b-dense")]
+    Gemma4_26bA4bDense,
+    /// A tiny gemma4 with expert layers (for tests against llama.cpp): 2 layers, 256 wide,
+    /// 8 experts of 128 (2 used), llama.cpp's gemma-4 test vocabulary.
+    #[value(name = "gemma4-tiny-moe")]
+    Gemma4TinyMoe,
+}
+
+/// Experts of every layer.
+#[derive(Clone, Copy, Debug)]
+struct MoeShape {
+    n_expert: usize,
+    n_used: usize,
+    n_ff_exp: usize,
+}
+
+/// What gemma4's layers add to the common shape (which describes its sliding-window layers).
+#[derive(Clone, Copy, Debug)]
+struct Gemma4Shape {
+    /// Every `period`-th layer attends globally.
+    period: usize,
+    window: usize,
+    head_dim_full: usize,
+    n_head_kv_full: usize,
+    rope_base_swa: f32,
+    /// Global layers have no `attn_v` (V = K).
+    k_eq_v: bool,
+    /// Fraction of the global layers' head rotated by RoPE (`rope_freqs`).
+    partial_rotary: f32,
 }
 
 /// The hyperparameters of a preset.
@@ -32,6 +74,7 @@ pub enum Preset {
 struct Shape {
     arch: &'static str,
     name: &'static str,
+    size_label: &'static str,
     n_layer: usize,
     n_embd: usize,
     n_ff: usize,
@@ -45,66 +88,155 @@ struct Shape {
     qkv_bias: bool,
     /// llama.cpp's tokenizer test vocabulary (`models/ggml-vocab-*.gguf` of the sdist).
     vocab: &'static str,
+    moe: Option<MoeShape>,
+    gemma4: Option<Gemma4Shape>,
+    /// Standard deviations of the weight matrices and of the token embedding.
+    w_std: f32,
+    embd_std: f32,
 }
 
 fn shape(p: Preset) -> Shape {
+    let llama = Shape {
+        arch: "llama",
+        name: "llama-3.2-1b",
+        size_label: "1B",
+        n_layer: 16,
+        n_embd: 2048,
+        n_ff: 8192,
+        n_head: 32,
+        n_head_kv: 8,
+        head_dim: 64,
+        rope_base: 500_000.0,
+        n_ctx: 131_072,
+        rms_eps: 1e-5,
+        tied: true,
+        qkv_bias: false,
+        vocab: "ggml-vocab-llama-bpe.gguf",
+        moe: None,
+        gemma4: None,
+        w_std: 0.02,
+        embd_std: 0.02,
+    };
+    let gemma4 = Shape {
+        arch: "gemma4",
+        name: "gemma4-26b-a4b",
+        size_label: "26B-A4B",
+        n_layer: 30,
+        n_embd: 2816,
+        n_ff: 2112,
+        n_head: 16,
+        n_head_kv: 8,
+        head_dim: 256,
+        rope_base: 1_000_000.0,
+        n_ctx: 262_144,
+        rms_eps: 1e-6,
+        tied: true,
+        qkv_bias: false,
+        vocab: "ggml-vocab-gemma-4.gguf",
+        moe: Some(MoeShape {
+            n_expert: 128,
+            n_used: 8,
+            n_ff_exp: 704,
+        }),
+        gemma4: Some(Gemma4Shape {
+            period: 6,
+            window: 1024,
+            head_dim_full: 512,
+            n_head_kv_full: 2,
+            rope_base_swa: 10_000.0,
+            k_eq_v: true,
+            partial_rotary: 0.25,
+        }),
+        w_std: 0.02,
+        embd_std: 0.02,
+    };
     match p {
-        Preset::Llama32_1b => Shape {
-            arch: "llama",
-            name: "llama-3.2-1b",
-            n_layer: 16,
-            n_embd: 2048,
-            n_ff: 8192,
-            n_head: 32,
-            n_head_kv: 8,
-            head_dim: 64,
-            rope_base: 500_000.0,
-            n_ctx: 131_072,
-            rms_eps: 1e-5,
-            tied: true,
-            qkv_bias: false,
-            vocab: "ggml-vocab-llama-bpe.gguf",
-        },
+        Preset::Llama32_1b => llama,
         Preset::Qwen25_05b => Shape {
             arch: "qwen2",
             name: "qwen2.5-0.5b",
+            size_label: "0.5B",
             n_layer: 24,
             n_embd: 896,
             n_ff: 4864,
             n_head: 14,
             n_head_kv: 2,
-            head_dim: 64,
             rope_base: 1_000_000.0,
             n_ctx: 32_768,
             rms_eps: 1e-6,
-            tied: true,
             qkv_bias: true,
             vocab: "ggml-vocab-qwen2.gguf",
+            ..llama
         },
         Preset::Llama31_8b => Shape {
-            arch: "llama",
             name: "llama-3.1-8b",
+            size_label: "8B",
             n_layer: 32,
             n_embd: 4096,
             n_ff: 14336,
-            n_head: 32,
-            n_head_kv: 8,
             head_dim: 128,
-            rope_base: 500_000.0,
-            n_ctx: 131_072,
-            rms_eps: 1e-5,
             tied: false,
-            qkv_bias: false,
-            vocab: "ggml-vocab-llama-bpe.gguf",
+            ..llama
         },
+        Preset::Gemma4_26bA4b => gemma4,
+        Preset::Gemma4_26bA4bDense => Shape {
+            name: "gemma4-26b-a4b-dense",
+            size_label: "4B",
+            n_ff: 2112 + 8 * 704,
+            moe: None,
+            ..gemma4
+        },
+        Preset::Gemma4TinyMoe => Shape {
+            name: "gemma4-tiny-moe",
+            size_label: "tiny",
+            n_layer: 2,
+            n_embd: 256,
+            n_ff: 512,
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 64,
+            n_ctx: 512,
+            moe: Some(MoeShape {
+                n_expert: 8,
+                n_used: 2,
+                n_ff_exp: 128,
+            }),
+            gemma4: Some(Gemma4Shape {
+                period: 2,
+                window: 64,
+                head_dim_full: 128,
+                n_head_kv_full: 1,
+                ..gemma4.gemma4.unwrap_or_else(|| unreachable!())
+            }),
+            // As shared/reference/synthetic's models: peaked enough distributions over the
+            // 262k-token vocabulary that greedy steps are decided by clear margins.
+            w_std: 0.05,
+            embd_std: 0.06,
+            ..gemma4
+        },
+    }
+}
+
+impl Shape {
+    /// Whether layer `il` attends through the sliding window (gemma4).
+    fn is_swa(&self, il: usize) -> bool {
+        self.gemma4.is_some_and(|g| il % g.period != g.period - 1)
+    }
+
+    /// (head size, KV heads) of layer `il`.
+    fn attn(&self, il: usize) -> (usize, usize) {
+        match self.gemma4 {
+            Some(g) if !self.is_swa(il) => (g.head_dim_full, g.n_head_kv_full),
+            _ => (self.head_dim, self.n_head_kv),
+        }
     }
 }
 
 #[derive(Args)]
 pub struct SynthArgs {
     /// The architecture (must match the preset's).
-    #[arg(long, default_value = "llama")]
-    arch: String,
+    #[arg(long)]
+    arch: Option<String>,
     /// The shape to copy.
     #[arg(long, value_enum)]
     preset: Preset,
@@ -120,20 +252,17 @@ pub struct SynthArgs {
     /// Fewer layers than the preset (small test models of the same width).
     #[arg(long)]
     layers: Option<usize>,
-    /// Threads for quantizing (default: all cores).
+    /// Threads for generating and quantizing (default: all cores).
     #[arg(short = 't', long)]
     threads: Option<usize>,
 }
 
 pub fn run(args: SynthArgs) -> Result<()> {
     let mut sh = shape(args.preset);
-    if args.arch != sh.arch {
-        bail!(
-            "preset {} is a {} model, not {}",
-            sh.name,
-            sh.arch,
-            args.arch
-        );
+    if let Some(arch) = &args.arch {
+        if arch != sh.arch {
+            bail!("preset {} is a {} model, not {arch}", sh.name, sh.arch);
+        }
     }
     if let Some(n) = args.layers {
         if n == 0 || n > sh.n_layer {
@@ -152,39 +281,25 @@ pub fn run(args: SynthArgs) -> Result<()> {
     let vocab_path = hearth_store::llama_cpp_models_dir()?.join(sh.vocab);
     let vocab = MappedGguf::open(&vocab_path)
         .with_context(|| format!("reading the vocabulary {}", vocab_path.display()))?;
-
-    let f16_path = match ftype {
-        None => temp_path(&args.output, "part"),
-        Some(_) => temp_path(&args.output, "f16.part"),
-    };
+    let pool = ThreadPool::new(
+        args.threads
+            .unwrap_or_else(crate::threads::default_threads)
+            .max(1),
+    );
+    let tmp = temp_path(&args.output, "part");
     let t0 = std::time::Instant::now();
-    write_f16(&sh, &vocab, args.seed, &f16_path)
-        .with_context(|| format!("writing {}", f16_path.display()))?;
+    let result = write_model(&sh, &vocab, args.seed, ftype, &pool, &tmp);
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e.context(format!("writing {}", tmp.display())));
+    }
+    std::fs::rename(&tmp, &args.output)?;
     eprintln!(
-        "synth: {} ({} layers) as F16 in {:.1?}",
+        "synth: {} ({} layers) as {} in {:.1?}: {}",
         sh.name,
         sh.n_layer,
-        t0.elapsed()
-    );
-    let Some(ftype) = ftype else {
-        std::fs::rename(&f16_path, &args.output)?;
-        return Ok(());
-    };
-    let out_tmp = temp_path(&args.output, "part");
-    let mut opts = QuantizeOptions::new(TypeOptions::new(ftype));
-    opts.threads = args
-        .threads
-        .unwrap_or_else(crate::threads::default_threads)
-        .max(1);
-    let t1 = std::time::Instant::now();
-    let result = quantize_file(&f16_path, &out_tmp, &opts, &|_| {});
-    let _ = std::fs::remove_file(&f16_path);
-    result.with_context(|| format!("quantizing to {}", args.ty))?;
-    std::fs::rename(&out_tmp, &args.output)?;
-    eprintln!(
-        "synth: quantized to {} in {:.1?}: {}",
-        ftype.name(),
-        t1.elapsed(),
+        ftype.map_or("F16", |f| f.name()),
+        t0.elapsed(),
         args.output.display()
     );
     Ok(())
@@ -201,10 +316,24 @@ fn temp_path(out: &Path, suffix: &str) -> PathBuf {
 enum Fill {
     /// Gaussian values of this standard deviation, as f16.
     Normal(f32),
+    /// Gaussian values of this standard deviation, as f32 (expert routers).
+    Normal32(f32),
     /// Ones plus small noise, as f32 (norm weights).
     Ones,
     /// Small values, as f32 (biases).
     Small,
+    /// Proportional RoPE factors: 1 for the first `n` of the values, 1e30 (not rotated) after.
+    RopeFreqs(usize),
+}
+
+impl Fill {
+    /// The type the values are stored in before quantization.
+    fn src_type(self) -> GgmlType {
+        match self {
+            Fill::Normal(_) => GgmlType::F16,
+            _ => GgmlType::F32,
+        }
+    }
 }
 
 struct Tensor {
@@ -215,45 +344,80 @@ struct Tensor {
 
 fn tensors(sh: &Shape, n_vocab: usize) -> Vec<Tensor> {
     let (e, f) = (sh.n_embd as u64, sh.n_ff as u64);
-    let q = (sh.n_head * sh.head_dim) as u64;
-    let kv = (sh.n_head_kv * sh.head_dim) as u64;
     // Weights of std 0.02 (GPT-2's initialization; trained models' weights are of that
     // order): activations stay of order 1 and the logits give a spread distribution, so the
     // numbers in every kernel are like a real model's (no overflow, no denormals).
-    let w = |_fan_in: u64| Fill::Normal(0.02);
+    let w = Fill::Normal(sh.w_std);
     let t = |name: String, shape: Vec<u64>, fill| Tensor { name, shape, fill };
     let mut out = vec![t(
         "token_embd.weight".into(),
         vec![e, n_vocab as u64],
-        Fill::Normal(0.02),
+        Fill::Normal(sh.embd_std),
     )];
+    if let Some(g) = sh.gemma4 {
+        let half = g.head_dim_full / 2;
+        let rotated = (half as f32 * g.partial_rotary) as usize;
+        out.push(t(
+            "rope_freqs.weight".into(),
+            vec![half as u64],
+            Fill::RopeFreqs(rotated),
+        ));
+    }
     for il in 0..sh.n_layer {
         let b = |s: &str| format!("blk.{il}.{s}");
+        let (hd, n_kv) = sh.attn(il);
+        let q = (sh.n_head * hd) as u64;
+        let kv = (n_kv * hd) as u64;
         out.push(t(b("attn_norm.weight"), vec![e], Fill::Ones));
-        out.push(t(b("attn_q.weight"), vec![e, q], w(e)));
-        out.push(t(b("attn_k.weight"), vec![e, kv], w(e)));
-        out.push(t(b("attn_v.weight"), vec![e, kv], w(e)));
+        out.push(t(b("attn_q.weight"), vec![e, q], w));
+        out.push(t(b("attn_k.weight"), vec![e, kv], w));
+        let k_eq_v = sh.gemma4.is_some_and(|g| g.k_eq_v && !sh.is_swa(il));
+        if !k_eq_v {
+            out.push(t(b("attn_v.weight"), vec![e, kv], w));
+        }
         if sh.qkv_bias {
             out.push(t(b("attn_q.bias"), vec![q], Fill::Small));
             out.push(t(b("attn_k.bias"), vec![kv], Fill::Small));
             out.push(t(b("attn_v.bias"), vec![kv], Fill::Small));
         }
-        out.push(t(b("attn_output.weight"), vec![q, e], w(q)));
+        out.push(t(b("attn_output.weight"), vec![q, e], w));
         out.push(t(b("ffn_norm.weight"), vec![e], Fill::Ones));
-        out.push(t(b("ffn_gate.weight"), vec![e, f], w(e)));
-        out.push(t(b("ffn_up.weight"), vec![e, f], w(e)));
-        out.push(t(b("ffn_down.weight"), vec![f, e], w(f)));
+        out.push(t(b("ffn_gate.weight"), vec![e, f], w));
+        out.push(t(b("ffn_up.weight"), vec![e, f], w));
+        out.push(t(b("ffn_down.weight"), vec![f, e], w));
+        if sh.gemma4.is_some() {
+            out.push(t(b("attn_q_norm.weight"), vec![hd as u64], Fill::Ones));
+            out.push(t(b("attn_k_norm.weight"), vec![hd as u64], Fill::Ones));
+            out.push(t(b("post_attention_norm.weight"), vec![e], Fill::Ones));
+            out.push(t(b("post_ffw_norm.weight"), vec![e], Fill::Ones));
+            out.push(t(b("layer_output_scale.weight"), vec![1], Fill::Ones));
+        }
+        if let Some(m) = sh.moe {
+            let (n, fe) = (m.n_expert as u64, m.n_ff_exp as u64);
+            out.push(t(
+                b("ffn_gate_inp.weight"),
+                vec![e, n],
+                Fill::Normal32(sh.w_std),
+            ));
+            out.push(t(b("ffn_gate_exps.weight"), vec![e, fe, n], w));
+            out.push(t(b("ffn_up_exps.weight"), vec![e, fe, n], w));
+            out.push(t(b("ffn_down_exps.weight"), vec![fe, e, n], w));
+            if sh.gemma4.is_some() {
+                out.push(t(b("ffn_gate_inp.scale"), vec![e], Fill::Ones));
+                out.push(t(b("pre_ffw_norm_2.weight"), vec![e], Fill::Ones));
+                out.push(t(b("post_ffw_norm_1.weight"), vec![e], Fill::Ones));
+                out.push(t(b("post_ffw_norm_2.weight"), vec![e], Fill::Ones));
+            }
+        }
     }
     out.push(t("output_norm.weight".into(), vec![e], Fill::Ones));
     if !sh.tied {
-        out.push(t("output.weight".into(), vec![e, n_vocab as u64], w(e)));
+        out.push(t("output.weight".into(), vec![e, n_vocab as u64], w));
     }
     out
 }
 
-fn write_f16(sh: &Shape, vocab: &MappedGguf, seed: u64, path: &Path) -> Result<()> {
-    let vmd = &vocab.file().metadata;
-    let n_vocab = vmd.get_str_array("tokenizer.ggml.tokens")?.len();
+fn metadata(sh: &Shape, vocab: &Metadata, n_vocab: usize, quantized: bool) -> Metadata {
     let mut md = Metadata::new();
     let a = sh.arch;
     md.set("general.architecture", Value::String(a.into()));
@@ -261,69 +425,217 @@ fn write_f16(sh: &Shape, vocab: &MappedGguf, seed: u64, path: &Path) -> Result<(
         "general.name",
         Value::String(format!("synthetic {} (random weights)", sh.name)),
     );
-    md.set("general.file_type", Value::U32(1));
-    let size = match sh.name {
-        "llama-3.2-1b" => "1B",
-        "qwen2.5-0.5b" => "0.5B",
-        _ => "8B",
-    };
-    md.set("general.size_label", Value::String(size.into()));
+    if !quantized {
+        md.set("general.file_type", Value::U32(1));
+    }
+    md.set("general.size_label", Value::String(sh.size_label.into()));
     let u32v = |x: usize| Value::U32(x as u32);
     md.set(format!("{a}.block_count"), u32v(sh.n_layer));
     md.set(format!("{a}.context_length"), Value::U32(sh.n_ctx));
     md.set(format!("{a}.embedding_length"), u32v(sh.n_embd));
     md.set(format!("{a}.feed_forward_length"), u32v(sh.n_ff));
     md.set(format!("{a}.attention.head_count"), u32v(sh.n_head));
-    md.set(format!("{a}.attention.head_count_kv"), u32v(sh.n_head_kv));
+    match sh.gemma4 {
+        None => md.set(format!("{a}.attention.head_count_kv"), u32v(sh.n_head_kv)),
+        Some(_) => md.set(
+            format!("{a}.attention.head_count_kv"),
+            Value::Array(hearth_gguf::Array::U32(
+                (0..sh.n_layer).map(|il| sh.attn(il).1 as u32).collect(),
+            )),
+        ),
+    }
     md.set(
         format!("{a}.attention.layer_norm_rms_epsilon"),
         Value::F32(sh.rms_eps),
     );
     md.set(format!("{a}.rope.freq_base"), Value::F32(sh.rope_base));
-    md.set(format!("{a}.rope.dimension_count"), u32v(sh.head_dim));
-    md.set(format!("{a}.vocab_size"), u32v(n_vocab));
-    for (k, v) in vmd.iter() {
+    match sh.gemma4 {
+        None => md.set(format!("{a}.rope.dimension_count"), u32v(sh.head_dim)),
+        Some(g) => {
+            let hd = g.head_dim_full;
+            md.set(format!("{a}.attention.key_length"), u32v(hd));
+            md.set(format!("{a}.attention.value_length"), u32v(hd));
+            md.set(format!("{a}.attention.key_length_swa"), u32v(sh.head_dim));
+            md.set(format!("{a}.attention.value_length_swa"), u32v(sh.head_dim));
+            md.set(format!("{a}.rope.dimension_count"), u32v(hd));
+            md.set(format!("{a}.rope.dimension_count_swa"), u32v(sh.head_dim));
+            md.set(
+                format!("{a}.rope.freq_base_swa"),
+                Value::F32(g.rope_base_swa),
+            );
+            md.set(format!("{a}.final_logit_softcapping"), Value::F32(30.0));
+            md.set(format!("{a}.attention.sliding_window"), u32v(g.window));
+            md.set(format!("{a}.attention.shared_kv_layers"), Value::U32(0));
+            md.set(
+                format!("{a}.embedding_length_per_layer_input"),
+                Value::U32(0),
+            );
+            md.set(
+                format!("{a}.attention.sliding_window_pattern"),
+                Value::Array(hearth_gguf::Array::Bool(
+                    (0..sh.n_layer).map(|il| sh.is_swa(il)).collect(),
+                )),
+            );
+        }
+    }
+    if let Some(m) = sh.moe {
+        md.set(format!("{a}.expert_count"), u32v(m.n_expert));
+        md.set(format!("{a}.expert_used_count"), u32v(m.n_used));
+        md.set(format!("{a}.expert_feed_forward_length"), u32v(m.n_ff_exp));
+    }
+    if sh.gemma4.is_none() {
+        md.set(format!("{a}.vocab_size"), u32v(n_vocab));
+    }
+    for (k, v) in vocab.iter() {
         if k.starts_with("tokenizer.") {
             md.set(k, v.clone());
         }
     }
+    md
+}
+
+fn write_model(
+    sh: &Shape,
+    vocab: &MappedGguf,
+    seed: u64,
+    ftype: Option<FileType>,
+    pool: &ThreadPool,
+    path: &Path,
+) -> Result<()> {
+    let vmd = &vocab.file().metadata;
+    let n_vocab = vmd.get_str_array("tokenizer.ggml.tokens")?.len();
+    let mut md = metadata(sh, vmd, n_vocab, ftype.is_some());
     let list = tensors(sh, n_vocab);
+    // The tensor order and types `hearth quantize` would give the F16 file.
+    let mut infos: Vec<TensorInfo> = list
+        .iter()
+        .map(|t| TensorInfo {
+            name: t.name.clone(),
+            shape: t.shape.clone(),
+            ty: t.fill.src_type(),
+            offset: 0,
+            size: hearth_gguf::tensor_size(t.fill.src_type(), &t.shape).unwrap_or(0),
+        })
+        .collect();
+    let types: Vec<(String, GgmlType)> = match ftype {
+        None => infos.iter().map(|t| (t.name.clone(), t.ty)).collect(),
+        Some(ft) => {
+            sort_like_llama_cpp(&mut infos);
+            let info = ModelInfo::from_metadata(&md)?;
+            md.set(
+                "general.quantization_version",
+                Value::U32(QUANTIZATION_VERSION),
+            );
+            md.set("general.file_type", Value::U32(ft.id()));
+            plan_types(&infos, &info, &TypeOptions::new(ft))?
+                .into_iter()
+                .map(|p| (p.name, p.dst_type))
+                .collect()
+        }
+    };
+    let by_name: std::collections::HashMap<&str, &Tensor> =
+        list.iter().map(|t| (t.name.as_str(), t)).collect();
     let mut w = GgufWriter::with_metadata(md);
-    for t in &list {
-        let ty = match t.fill {
-            Fill::Normal(_) => GgmlType::F16,
-            Fill::Ones | Fill::Small => GgmlType::F32,
-        };
-        w.add_tensor_deferred(&t.name, ty, &t.shape)?;
+    for (name, ty) in &types {
+        w.add_tensor_deferred(name, *ty, &by_name[name.as_str()].shape)?;
     }
     let file = std::fs::File::create(path)?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let mut out = std::io::BufWriter::with_capacity(1 << 22, file);
+    let table = normal_table();
+    let mut buf: Vec<u8> = Vec::new();
     w.write_streaming(&mut out, |i, dst| {
-        let t = &list[i];
-        let n: u64 = t.shape.iter().product();
-        let mut rng = Rng::new(seed, &t.name);
-        let mut buf = Vec::with_capacity(1 << 16);
-        let mut left = n;
-        while left > 0 {
-            let k = left.min(1 << 14) as usize;
+        let (name, ty) = &types[i];
+        let t = by_name[name.as_str()];
+        let ne0 = t.shape[0] as usize;
+        let n_rows = (t.shape.iter().product::<u64>() / t.shape[0]) as usize;
+        let row_bytes = ty.row_bytes(ne0 as u64).unwrap_or(0) as usize;
+        // Rows in parts of about 256k values, each generated from its own stream (so the
+        // values do not depend on the thread count), written in order.
+        let part_rows = (GEN_PART / ne0).max(1);
+        let parts_per_batch = 4 * pool.n_threads();
+        let mut row = 0;
+        while row < n_rows {
+            let rows = (part_rows * parts_per_batch).min(n_rows - row);
             buf.clear();
-            for _ in 0..k {
-                match t.fill {
-                    Fill::Normal(std) => {
-                        let v = half::f16::from_f32(rng.normal() * std);
-                        buf.extend_from_slice(&v.to_bits().to_le_bytes());
-                    }
-                    Fill::Ones => buf.extend_from_slice(&(1.0 + 0.1 * rng.normal()).to_le_bytes()),
-                    Fill::Small => buf.extend_from_slice(&(0.02 * rng.normal()).to_le_bytes()),
+            buf.resize(rows * row_bytes, 0);
+            let first_part = row / part_rows;
+            let err = std::sync::Mutex::new(None);
+            pool.par_chunks_mut(&mut buf, part_rows * row_bytes, |p, chunk| {
+                let nr = chunk.len() / row_bytes;
+                let mut rng = Rng::new(seed ^ ((first_part + p) as u64).wrapping_mul(0x9e37), name);
+                let mut vals = vec![0.0f32; nr * ne0];
+                fill_values(t.fill, &mut rng, table, row + p * part_rows, ne0, &mut vals);
+                if let Err(e) = encode(*ty, &vals, chunk) {
+                    *err.lock().unwrap_or_else(|e| e.into_inner()) = Some(e);
                 }
+            });
+            if let Some(e) = err.into_inner().unwrap_or_else(|e| e.into_inner()) {
+                return Err(std::io::Error::other(e.to_string()).into());
             }
             dst.write_all(&buf)?;
-            left -= k as u64;
+            row += rows;
         }
         Ok(())
     })?;
     out.flush()?;
     Ok(())
+}
+
+/// Values generated per random stream.
+const GEN_PART: usize = 1 << 18;
+
+/// `rows` rows of `ne0` values starting at row `row0`.
+fn fill_values(fill: Fill, rng: &mut Rng, table: &[f32], row0: usize, ne0: usize, out: &mut [f32]) {
+    match fill {
+        Fill::Normal(std) => {
+            for v in out.iter_mut() {
+                *v = half::f16::from_f32(rng.table_normal(table) * std).to_f32();
+            }
+        }
+        Fill::Normal32(std) => out
+            .iter_mut()
+            .for_each(|v| *v = rng.table_normal(table) * std),
+        Fill::Ones => out
+            .iter_mut()
+            .for_each(|v| *v = 1.0 + 0.1 * rng.table_normal(table)),
+        Fill::Small => out
+            .iter_mut()
+            .for_each(|v| *v = 0.02 * rng.table_normal(table)),
+        Fill::RopeFreqs(n) => {
+            for (i, v) in out.iter_mut().enumerate() {
+                let col = (row0 * ne0 + i) % ne0;
+                *v = if col < n { 1.0 } else { 1e30 };
+            }
+        }
+    }
+}
+
+/// `vals` stored as `ty` into `dst`.
+fn encode(ty: GgmlType, vals: &[f32], dst: &mut [u8]) -> Result<()> {
+    match ty {
+        GgmlType::F32 => {
+            for (d, v) in dst.chunks_exact_mut(4).zip(vals) {
+                d.copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        GgmlType::F16 => {
+            for (d, v) in dst.chunks_exact_mut(2).zip(vals) {
+                d.copy_from_slice(&half::f16::from_f32(*v).to_bits().to_le_bytes());
+            }
+        }
+        _ => hearth_kernels::quant::quantize(ty, vals, dst)?,
+    }
+    Ok(())
+}
+
+/// 4096 Gaussian quantiles (Box-Muller of a fixed stream): drawing from the table is a
+/// table lookup, fast enough for tens of billions of values.
+fn normal_table() -> &'static [f32] {
+    static TABLE: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut rng = Rng::new(0x5eed, "normal-table");
+        (0..4096).map(|_| rng.normal()).collect()
+    })
 }
 
 /// xoshiro128+-style generator seeded from the seed and the tensor name (so tensors do not
@@ -365,6 +677,11 @@ impl Rng {
     fn uniform(&mut self) -> f32 {
         // (0, 1]
         ((self.next() >> 40) as f32 + 1.0) / (1u64 << 24) as f32
+    }
+
+    /// A Gaussian value from `table` (4096 entries).
+    fn table_normal(&mut self, table: &[f32]) -> f32 {
+        table[(self.next() >> 52) as usize]
     }
 
     fn normal(&mut self) -> f32 {

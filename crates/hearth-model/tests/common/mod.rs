@@ -245,7 +245,9 @@ impl Stats {
         self.assert_within(label, LOGPROB_TOL_EXACT, 0.0);
     }
 
-    fn assert_within(&self, label: &str, tol: f64, flip_margin: f64) {
+    /// Greedy choices equal where llama.cpp's margin is at least `flip_margin`, and the mean
+    /// top-10 logprob difference below `tol`.
+    pub fn assert_within(&self, label: &str, tol: f64, flip_margin: f64) {
         assert!(self.steps_checked > 0, "{label}: no step checked");
         let hard: Vec<&String> = self
             .failures
