@@ -88,7 +88,7 @@ fn human_count(n: u64) -> String {
     }
 }
 
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     match n {
         n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
         n if n >= 1 << 20 => format!("{:.2} MiB", n as f64 / (1u64 << 20) as f64),
@@ -97,7 +97,7 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-fn summary(gguf: &MappedGguf) -> String {
+pub(crate) fn summary(gguf: &MappedGguf) -> String {
     use std::fmt::Write;
     let f = gguf.file();
     let m = &f.metadata;
@@ -126,6 +126,14 @@ fn summary(gguf: &MappedGguf) -> String {
         line("name", name.to_string());
     }
     line("parameters", human_count(f.n_elements()));
+    let pc = hearth_model::param_counts(f);
+    if pc.n_expert > 0 {
+        line(
+            "experts",
+            format!("{} ({} used per token)", pc.n_expert, pc.n_expert_used),
+        );
+        line("active", format!("{} per token", human_count(pc.active)));
+    }
     if let Some(c) = arch_u32("context_length") {
         line("context", c.to_string());
     }

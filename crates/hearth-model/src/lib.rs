@@ -32,6 +32,7 @@ mod layer;
 pub mod model;
 mod moe;
 pub mod ops;
+pub mod params;
 pub mod sampling;
 
 pub use config::{Arch, ExpertGating, ModelConfig, MoeConfig, RopeConfig, RopeKind, RopeScaling};
@@ -39,3 +40,4 @@ pub use error::{ConfigError, ModelError};
 pub use kv_cache::{KvCache, KvType};
 pub use model::{BatchNumerics, Logits, LogitsFor, Model, SeqBatch, N_UBATCH};
 pub use ops::{MatmulObserver, Numerics};
+pub use params::{param_counts, ParamCounts};

@@ -177,3 +177,21 @@ fn forward_batch_equals_separate_forwards() {
         }
     }
 }
+
+/// Total and active parameters of the synthetic qwen3moe (2 layers of 4 experts, 2 used,
+/// each expert 3 matrices of 256 x 256): half of the 1 572 864 expert values are active.
+#[test]
+fn moe_active_parameters() {
+    let gguf = hearth_gguf::MappedGguf::open(synthetic_dir("qwen3moe").join("qwen3moe-q8_0.gguf"))
+        .unwrap();
+    let pc = hearth_model::param_counts(gguf.file());
+    assert_eq!((pc.n_expert, pc.n_expert_used), (4, 2));
+    let experts = 2 * 3 * 256 * 256 * 4;
+    assert_eq!(pc.total - pc.active, experts / 2);
+    assert_eq!(pc.total, gguf.file().n_elements());
+    // A dense model: everything is active.
+    let dense =
+        hearth_gguf::MappedGguf::open(synthetic_dir("qwen3").join("qwen3-q8_0.gguf")).unwrap();
+    let pc = hearth_model::param_counts(dense.file());
+    assert_eq!((pc.n_expert, pc.active), (0, pc.total));
+}
