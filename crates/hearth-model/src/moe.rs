@@ -113,6 +113,12 @@ impl Moe {
         };
         // Weighted expert outputs, `[n][k][n_embd]`.
         let mut expert_out = vec![0.0f32; n * k * e];
+        if n == 1 {
+            // A decode step: every selected expert reads the same row, so all their gate and
+            // up products run as one (one pass of the threads instead of k).
+            self.decode_experts(x, &routes, cfg, act, &emm, &mut expert_out)?;
+            return Ok(sum_slots(&expert_out, 1, k, e));
+        }
         let mut rows: Vec<usize> = Vec::new();
         let mut xe: Vec<f32> = Vec::new();
         for ex in 0..n_expert {
@@ -165,17 +171,86 @@ impl Moe {
                 }
             }
         }
-        // The views of the k slots added one after another (`moe_out = e0 + e1 + ...`).
-        let mut out = vec![0.0f32; n * e];
-        for (t, o) in out.chunks_exact_mut(e).enumerate() {
-            o.copy_from_slice(&expert_out[t * k * e..(t * k + 1) * e]);
-            for s in 1..k {
-                let src = &expert_out[(t * k + s) * e..(t * k + s + 1) * e];
-                ops::add_inplace(o, src);
+        Ok(sum_slots(&expert_out, n, k, e))
+    }
+
+    /// The selected experts of one token (`routes` of one row): gate and up of all of them in
+    /// one [`Mm::matmul_many`], the down products in one [`Mm::matmul_each`], weighted into
+    /// `expert_out` (`[k][n_embd]`). The same values as the grouped path.
+    fn decode_experts(
+        &self,
+        x: &[f32],
+        routes: &Routes,
+        cfg: &ModelConfig,
+        act: Act,
+        emm: &Mm<'_>,
+        expert_out: &mut [f32],
+    ) -> Result<()> {
+        let (e, f) = (cfg.n_embd, cfg.moe.n_ff_exp);
+        let k = routes.experts.len();
+        let mut ws: Vec<&Weight> = Vec::with_capacity(2 * k);
+        for &ex in &routes.experts {
+            match &self.inp {
+                ExpertsIn::Separate { gate, up } => {
+                    ws.push(&up[ex as usize]);
+                    ws.push(&gate[ex as usize]);
+                }
+                ExpertsIn::Fused(w) => ws.push(&w[ex as usize]),
             }
         }
-        Ok(out)
+        let width = match &self.inp {
+            ExpertsIn::Separate { .. } => f,
+            ExpertsIn::Fused(_) => 2 * f,
+        };
+        let mut bufs = vec![0.0f32; ws.len() * width];
+        {
+            let mut outs: Vec<&mut [f32]> = bufs.chunks_exact_mut(width).collect();
+            emm.matmul_many(&ws, x, 1, &mut outs)?;
+        }
+        // Each expert's activation, then all down products in one run.
+        let mut hs = vec![0.0f32; k * f];
+        for (slot, h) in hs.chunks_exact_mut(f).enumerate() {
+            match &self.inp {
+                ExpertsIn::Separate { .. } => {
+                    let u = &bufs[2 * slot * f..(2 * slot + 1) * f];
+                    let g = &bufs[(2 * slot + 1) * f..(2 * slot + 2) * f];
+                    apply_act(act, g, u, h);
+                }
+                ExpertsIn::Fused(_) => {
+                    let gu = &bufs[slot * 2 * f..(slot + 1) * 2 * f];
+                    apply_act(act, &gu[..f], &gu[f..], h);
+                }
+            }
+        }
+        let downs: Vec<&Weight> = routes
+            .experts
+            .iter()
+            .map(|&ex| &self.down[ex as usize])
+            .collect();
+        let ins: Vec<&[f32]> = hs.chunks_exact(f).collect();
+        {
+            let mut outs: Vec<&mut [f32]> = expert_out.chunks_exact_mut(e).collect();
+            emm.matmul_each(&downs, &ins, 1, &mut outs)?;
+        }
+        for (slot, o) in expert_out.chunks_exact_mut(e).enumerate() {
+            let w = routes.weights[slot];
+            o.iter_mut().for_each(|v| *v *= w);
+        }
+        Ok(())
     }
+}
+
+/// The views of the k slots of each token added one after another (`moe_out = e0 + e1 +
+/// ...`).
+fn sum_slots(expert_out: &[f32], n: usize, k: usize, e: usize) -> Vec<f32> {
+    let mut out = vec![0.0f32; n * e];
+    for (t, o) in out.chunks_exact_mut(e).enumerate() {
+        o.copy_from_slice(&expert_out[t * k * e..(t * k + 1) * e]);
+        for s in 1..k {
+            ops::add_inplace(o, &expert_out[(t * k + s) * e..(t * k + s + 1) * e]);
+        }
+    }
+    out
 }
 
 fn apply_act(act: Act, g: &[f32], u: &[f32], h: &mut [f32]) {

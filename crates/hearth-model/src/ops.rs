@@ -151,6 +151,46 @@ impl Mm<'_> {
         }
     }
 
+    /// `outs[i] = ws[i] xs[i]`, each product with its own input (a token's expert down
+    /// products): with the fast kernels in one run, otherwise one product after another.
+    pub(crate) fn matmul_each(
+        &self,
+        ws: &[&Weight],
+        xs: &[&[f32]],
+        n_tokens: usize,
+        outs: &mut [&mut [f32]],
+    ) -> Result<()> {
+        let fast: Option<Vec<&QMatrix<'static>>> = match self.numerics {
+            Numerics::Fast => ws.iter().map(|w| w.fast.as_ref()).collect(),
+            Numerics::LlamaCpp => None,
+        };
+        match fast {
+            Some(qs) => {
+                if let Some(observe) = self.observer {
+                    for (w, x) in ws.iter().zip(xs) {
+                        observe(&w.name, x, n_tokens);
+                    }
+                }
+                kmatmul::matmul_each(self.pool, &qs, xs, n_tokens, outs).map_err(|source| {
+                    ModelError::Quant {
+                        name: ws
+                            .iter()
+                            .map(|w| w.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join("+"),
+                        source,
+                    }
+                })
+            }
+            None => {
+                for ((w, x), out) in ws.iter().zip(xs).zip(outs.iter_mut()) {
+                    self.matmul(w, x, n_tokens, out)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Whether rows are computed as llama.cpp computes one-token batches.
     pub(crate) fn exact_per_token(&self) -> bool {
         self.numerics == Numerics::LlamaCpp && self.per_token

@@ -560,74 +560,72 @@ pub(crate) mod avx2_k4 {
         )
     }
 
-    /// [`k4_dot`] reading the Q4_K rows in place (a single token): bit-identical to it.
+    /// One Q4_K row read in place against token `t`: [`k4_dot`]'s result for that row (the
+    /// same exact integer block sums and the same two fused steps per block), without
+    /// unpacking. Decode steps use it: one stream through memory per row is faster than
+    /// eight rows read side by side.
     ///
     /// # Safety
-    /// The CPU must support AVX2, FMA and F16C; at most [`GROUP`] rows, each holding the blocks
-    /// of `acts`' rows; token `t` must exist.
+    /// The CPU must support AVX2, FMA and F16C; `row` must hold the blocks of `acts`' rows;
+    /// token `t` must exist.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(crate) unsafe fn k4_dot_direct(
-        rows: &[&[u8]],
-        acts: &Acts<'_>,
-        t: usize,
-        out: &mut [f32; GROUP],
-    ) {
+    pub(crate) unsafe fn k4_row_dot_direct(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
         use crate::matmul::x86_avx2::{bcast_i16, f16c, k4_scales_mins};
         let (qa, da, bs) = (acts.qs_row(t), acts.d_row(t), acts.bsums_row(t));
         let nb = da.len();
-        assert!(qa.len() >= nb * 256 && bs.len() >= nb * 16 && rows.len() <= GROUP);
-        assert!(
-            rows.iter().all(|r| r.len() >= nb * 144),
-            "rows of {nb} Q4_K blocks"
-        );
+        assert!(qa.len() >= nb * 256 && bs.len() >= nb * 16 && row.len() >= nb * 144);
         let m4 = _mm256_set1_epi8(0x0f);
-        let mut acc = _mm256_setzero_ps();
+        let mut acc = 0.0f32;
         for (b, &yd) in da.iter().enumerate() {
             let a = qa.as_ptr().wrapping_add(256 * b) as *const u8;
-            let bsp = bsum_pairs(&bs[16 * b..]);
-            let mut p = [_mm256_setzero_si256(); GROUP];
-            let mut m = [_mm_setzero_si128(); GROUP];
-            let mut d = [0.0f32; GROUP];
-            let mut dm = [0.0f32; GROUP];
-            for (r, row) in rows.iter().enumerate() {
-                let x: &[u8; 144] = row[b * 144..(b + 1) * 144].try_into().expect("block");
-                d[r] = f16c(u16::from_le_bytes([x[0], x[1]]));
-                dm[r] = f16c(u16::from_le_bytes([x[2], x[3]]));
-                let ms = k4_scales_mins(x[4..16].try_into().expect("12 bytes"));
-                m[r] = _mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), bsp);
-                let scales = _mm256_permute2x128_si256::<0x00>(ms, ms);
-                let mut sum = _mm256_setzero_si256();
-                for j in 0..4 {
-                    // SAFETY: bytes 16 + 32j .. +32 of the block; quants 64j..64j+64 of the
-                    // token's super-block (lengths asserted above).
-                    let (raw, a_lo, a_hi) = unsafe {
-                        (
-                            ld(x.as_ptr().add(16 + 32 * j)),
-                            ld(a.add(64 * j)),
-                            ld(a.add(64 * j + 32)),
-                        )
-                    };
-                    let lo = _mm256_and_si256(raw, m4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
-                    let p_lo =
-                        _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo), bcast_i16(scales, 2 * j));
-                    let p_hi = _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(hi, a_hi),
-                        bcast_i16(scales, 2 * j + 1),
-                    );
-                    sum = _mm256_add_epi32(sum, _mm256_add_epi32(p_lo, p_hi));
-                }
-                p[r] = sum;
+            let x: &[u8; 144] = row[b * 144..(b + 1) * 144].try_into().expect("block");
+            let ms = k4_scales_mins(x[4..16].try_into().expect("12 bytes"));
+            let m = _mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), bsum_pairs(&bs[16 * b..]));
+            let scales = _mm256_permute2x128_si256::<0x00>(ms, ms);
+            let mut sum = _mm256_setzero_si256();
+            for j in 0..4 {
+                // SAFETY: bytes 16 + 32j .. +32 of the block; quants 64j..64j+64 of the
+                // token's super-block (lengths asserted above).
+                let (raw, a_lo, a_hi) = unsafe {
+                    (
+                        ld(x.as_ptr().add(16 + 32 * j)),
+                        ld(a.add(64 * j)),
+                        ld(a.add(64 * j + 32)),
+                    )
+                };
+                let lo = _mm256_and_si256(raw, m4);
+                let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
+                let p_lo =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo), bcast_i16(scales, 2 * j));
+                let p_hi =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a_hi), bcast_i16(scales, 2 * j + 1));
+                sum = _mm256_add_epi32(sum, _mm256_add_epi32(p_lo, p_hi));
             }
-            let (i1, i2) = (reduce8(&p), reduce4(&m));
-            // SAFETY: 8 floats each.
-            let (dv, dmv) = unsafe { (_mm256_loadu_ps(d.as_ptr()), _mm256_loadu_ps(dm.as_ptr())) };
-            let ydv = _mm256_set1_ps(yd);
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(dv, ydv), _mm256_cvtepi32_ps(i1), acc);
-            acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmv, ydv), _mm256_cvtepi32_ps(i2), acc);
+            let i1 = hsum_i32x8(sum);
+            let i2 = hsum_i32x4(m);
+            let d = f16c(u16::from_le_bytes([x[0], x[1]]));
+            let dm = f16c(u16::from_le_bytes([x[2], x[3]]));
+            acc = (d * yd).mul_add(i1 as f32, acc);
+            acc = (-(dm * yd)).mul_add(i2 as f32, acc);
         }
-        // SAFETY: 8 floats out.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
+        acc
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn hsum_i32x4(v: __m128i) -> i32 {
+        let v = _mm_add_epi32(v, _mm_shuffle_epi32::<0b01_00_11_10>(v));
+        let v = _mm_add_epi32(v, _mm_shuffle_epi32::<0b10_11_00_01>(v));
+        _mm_cvtsi128_si32(v)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn hsum_i32x8(v: __m256i) -> i32 {
+        hsum_i32x4(_mm_add_epi32(
+            _mm256_castsi256_si128(v),
+            _mm256_extracti128_si256::<1>(v),
+        ))
     }
 
     /// AVX2 twin of [`super::k4_dot_scalar`] (bit-identical).

@@ -655,21 +655,27 @@ fn group_rows_k4(
     let mut scratch = K4Scratch::default();
     let mut res = [0.0f32; GROUP];
     for_each_group(w, acts.n_tokens, r0, r1, |rows, tokens, g0| {
-        let direct = simd && tokens.len() < DIRECT_BELOW;
-        if !direct {
-            group::unpack_k4(rows, nb, &mut scratch);
+        #[cfg(target_arch = "x86_64")]
+        if simd && tokens.len() < DIRECT_BELOW {
+            for t in tokens {
+                // SAFETY: rows g0.. are in the caller's range alone.
+                let dst = unsafe { group_out(out, w.n_rows, t, g0, rows.len()) };
+                for (o, row) in dst.iter_mut().zip(rows) {
+                    // SAFETY: the matrix's level (checked against the CPU) is at least
+                    // AVX2; the row holds nb blocks; token t exists.
+                    *o = unsafe { group::avx2_k4::k4_row_dot_direct(row, acts, t) };
+                }
+            }
+            return;
         }
+        group::unpack_k4(rows, nb, &mut scratch);
         for t in tokens {
             if simd {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
                 // rows hold nb blocks each; token t exists.
                 unsafe {
-                    if direct {
-                        group::avx2_k4::k4_dot_direct(rows, acts, t, &mut res)
-                    } else {
-                        group::avx2_k4::k4_dot(&scratch, acts, t, &mut res)
-                    }
+                    group::avx2_k4::k4_dot(&scratch, acts, t, &mut res)
                 };
             } else {
                 group::k4_dot_scalar(&scratch, acts, t, &mut res);
@@ -692,38 +698,53 @@ pub fn matmul_many(
     n_tokens: usize,
     outs: &mut [&mut [f32]],
 ) -> Result<(), QuantError> {
-    if ws.len() != outs.len() {
-        return Err(QuantError::Shape {
-            what: "outputs",
-            expected: ws.len(),
-            got: outs.len(),
-        });
+    matmul_each(pool, ws, &vec![x; ws.len()], n_tokens, outs)
+}
+
+/// Several products, each of its own input: `outs[i] = ws[i] xs[i]` (each `[n_tokens]` rows),
+/// as [`matmul`] computes each, with the rows of all matrices shared between the threads in
+/// one run (e.g. the down products of a token's experts). Inputs that are the same slice are
+/// quantized once.
+pub fn matmul_each(
+    pool: &ThreadPool,
+    ws: &[&QMatrix<'_>],
+    xs: &[&[f32]],
+    n_tokens: usize,
+    outs: &mut [&mut [f32]],
+) -> Result<(), QuantError> {
+    for (what, got) in [("outputs", outs.len()), ("inputs", xs.len())] {
+        if ws.len() != got {
+            return Err(QuantError::Shape {
+                what,
+                expected: ws.len(),
+                got,
+            });
+        }
     }
-    for (w, o) in ws.iter().zip(outs.iter()) {
+    for ((w, o), x) in ws.iter().zip(outs.iter()).zip(xs) {
         w.check_operands(x, n_tokens, o)?;
     }
     if n_tokens == 0 {
         return Ok(());
     }
     if ws.iter().any(|w| w.kernel.is_none()) {
-        for (w, o) in ws.iter().zip(outs.iter_mut()) {
+        for ((w, o), x) in ws.iter().zip(outs.iter_mut()).zip(xs) {
             matmul(pool, w, x, n_tokens, o)?;
         }
         return Ok(());
     }
-    // One quantization per (format, level).
-    let mut acts: Vec<(ActKind, CpuLevel, Acts<'_>)> = Vec::new();
+    // One quantization per (input slice, format, level).
+    let mut acts: Vec<((usize, usize), ActKind, CpuLevel, Acts<'_>)> = Vec::new();
     let mut which = Vec::with_capacity(ws.len());
-    for w in ws {
+    for (w, x) in ws.iter().zip(xs) {
         let k = w.kernel.as_ref().expect("checked above");
-        let i = match acts
-            .iter()
-            .position(|(a, l, _)| *a == k.act && *l == w.level)
-        {
+        let i = match acts.iter().position(|(p, a, l, _)| {
+            *p == (x.as_ptr() as usize, x.len()) && *a == k.act && *l == w.level
+        }) {
             Some(i) => i,
             None => {
                 let a = Acts::quantize(k.act, x, n_tokens, w.ne0, w.level, Some(pool));
-                acts.push((k.act, w.level, a));
+                acts.push(((x.as_ptr() as usize, x.len()), k.act, w.level, a));
                 acts.len() - 1
             }
         };
@@ -739,7 +760,7 @@ pub fn matmul_many(
             let (a, b) = (g0.max(base), g1.min(base + w.n_rows));
             if a < b {
                 let k = w.kernel.as_ref().expect("checked above");
-                kernel_rows(w, k, &acts[which[m]].2, &shared[m], a - base, b - base);
+                kernel_rows(w, k, &acts[which[m]].3, &shared[m], a - base, b - base);
             }
             base += w.n_rows;
         }

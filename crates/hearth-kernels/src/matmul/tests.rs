@@ -446,11 +446,9 @@ fn q4_k_group_kernels_match_their_scalar_twin_bit_for_bit() {
                     #[cfg(target_arch = "x86_64")]
                     if level >= CpuLevel::Avx2 {
                         let mut got = [0.0f32; GROUP];
-                        let mut direct = [0.0f32; GROUP];
                         // SAFETY: the level is supported by this CPU.
                         unsafe {
                             group::avx2_k4::k4_dot(&s, &acts, t, &mut got);
-                            group::avx2_k4::k4_dot_direct(&rows, &acts, t, &mut direct);
                         }
                         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                         assert_eq!(
@@ -458,11 +456,11 @@ fn q4_k_group_kernels_match_their_scalar_twin_bit_for_bit() {
                             bits(&want[..n_rows]),
                             "scratch, {n_rows} rows"
                         );
-                        assert_eq!(
-                            bits(&direct[..n_rows]),
-                            bits(&want[..n_rows]),
-                            "direct, {n_rows} rows"
-                        );
+                        for (r, row) in rows.iter().enumerate() {
+                            // SAFETY: the level is supported by this CPU.
+                            let one = unsafe { group::avx2_k4::k4_row_dot_direct(row, &acts, t) };
+                            assert_eq!(one.to_bits(), want[r].to_bits(), "row direct ({t}, {r})");
+                        }
                     }
                 }
             }
@@ -520,6 +518,57 @@ fn matmul_many_equals_separate_products() {
                     );
                     assert_eq!(g, w, "matrix {i} of {mix:?}, {n_tokens} tokens");
                 }
+            }
+        }
+    }
+}
+
+/// `matmul_each` gives every matrix, with its own input, the bits `matmul` gives it (inputs
+/// repeated, inputs of different widths, mixed activation formats).
+#[test]
+fn matmul_each_equals_separate_products() {
+    let mut rng = Rng(12);
+    let mix: [(GgmlType, usize, usize); 4] = [
+        (GgmlType::Q5_0, 64, 37),
+        (GgmlType::Q8_0, 64, 70),
+        (GgmlType::Q4_K, 2 * QK_K, 9),
+        (GgmlType::Q6_K, QK_K, 33),
+    ];
+    for pool in [ThreadPool::new(1), ThreadPool::new(3)] {
+        for n_tokens in [1usize, 5] {
+            let data: Vec<Vec<u8>> = mix
+                .iter()
+                .map(|&(ty, ne0, rows)| weights(ty, &[], ne0, rows, &mut rng, false))
+                .collect();
+            let ms: Vec<QMatrix<'_>> = mix
+                .iter()
+                .zip(&data)
+                .map(|(&(ty, ne0, rows), d)| QMatrix::new(ty, &d[..], ne0, rows).unwrap())
+                .collect();
+            // Matrices 0 and 1 share one input; 2 and 3 have their own.
+            let x64 = rng.values(n_tokens * 64, 1.0);
+            let x2k = rng.values(n_tokens * 2 * QK_K, 1.0);
+            let xk = rng.values(n_tokens * QK_K, 1.0);
+            let xs: [&[f32]; 4] = [&x64, &x64, &x2k, &xk];
+            let want: Vec<Vec<f32>> = ms
+                .iter()
+                .zip(xs)
+                .map(|(m, x)| run_matmul(&pool, m, x, n_tokens))
+                .collect();
+            let mut got: Vec<Vec<f32>> = ms
+                .iter()
+                .map(|m| vec![f32::NAN; n_tokens * m.n_rows()])
+                .collect();
+            let refs: Vec<&QMatrix<'_>> = ms.iter().collect();
+            {
+                let mut outs: Vec<&mut [f32]> = got.iter_mut().map(|v| v.as_mut_slice()).collect();
+                matmul_each(&pool, &refs, &xs, n_tokens, &mut outs).unwrap();
+                // A wrong number of inputs is an error, not a panic.
+                assert!(matmul_each(&pool, &refs, &xs[..3], n_tokens, &mut outs).is_err());
+            }
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(g), bits(w), "matrix {i}, {n_tokens} tokens");
             }
         }
     }
