@@ -14,7 +14,7 @@ use hearth_tokenizer::template::RenderOptions;
 use serde_json::{json, Value as Json};
 
 use crate::generate::{generate, Finish, Request};
-use crate::run::{context_size, kv_type, load, KvTypeArg, Loaded};
+use crate::run::{context_size, kv_type, load_with, KvTypeArg, Loaded};
 use crate::sampling_args::SamplingArgs;
 
 /// Set by Ctrl-C while an answer is being generated.
@@ -49,6 +49,8 @@ pub struct ChatArgs {
     sampling: SamplingArgs,
     #[command(flatten)]
     compute: crate::threads::ComputeArgs,
+    #[command(flatten)]
+    load: crate::plan::LoadArgs,
 }
 
 fn system_messages(system: &Option<String>) -> Vec<Json> {
@@ -59,11 +61,24 @@ fn system_messages(system: &Option<String>) -> Vec<Json> {
 }
 
 pub fn run(args: ChatArgs) -> Result<()> {
+    let path = crate::model_path(args.model.clone())?;
+    let req = hearth_plan::PlanRequest {
+        n_ctx: args.ctx_size,
+        kv_type: kv_type(args.kv_type),
+        load: args.load.mode(),
+        ..Default::default()
+    };
+    crate::plan::check(&path, &req, args.load.force)?;
     let Loaded {
         gguf,
         model,
         tokenizer,
-    } = load(args.model.clone(), &args.compute)?;
+    } = load_with(
+        Some(path),
+        &args.compute,
+        args.load.mode(),
+        &mut Default::default(),
+    )?;
     let template = crate::template::chat_template(&gguf, &tokenizer, args.template.as_deref())?;
     let n_ctx = context_size(&model, args.ctx_size);
     let mut kv = model.new_kv_cache(n_ctx, kv_type(args.kv_type))?;

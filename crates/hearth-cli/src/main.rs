@@ -6,10 +6,12 @@ mod generate;
 mod imatrix;
 mod inspect;
 mod perplexity;
+mod plan;
 mod quantize;
 mod run;
 mod sampling_args;
 mod serve;
+mod store;
 mod synth;
 mod template;
 mod threads;
@@ -57,6 +59,16 @@ enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Write a random-weight model with the shape of a real one (for benchmarks and tests).
     Synth(Box<synth::SynthArgs>),
+    /// Memory (weights, KV cache, compute) and speed of a model on this machine, before loading it.
+    Plan(Box<plan::PlanArgs>),
+    /// Download a model into the store: Hugging Face `owner/repo:QUANT`, `hf://`, a URL, or the default model.
+    Pull(store::PullArgs),
+    /// The models in the store: name, size, type, when pulled, from where.
+    List(store::ListArgs),
+    /// A stored model's manifest and GGUF summary.
+    Show(store::ShowArgs),
+    /// Remove models from the store.
+    Rm(store::RmArgs),
     /// Fetch the default model and llama.cpp's test vectors into the cache.
     FetchFixtures,
 }
@@ -76,15 +88,26 @@ fn main() -> Result<()> {
         Command::Imatrix(args) => imatrix::run(*args),
         Command::Serve(args) => serve::run(*args),
         Command::Synth(args) => synth::run(*args),
+        Command::Plan(args) => plan::run(*args),
+        Command::Pull(args) => store::pull(args),
+        Command::List(args) => store::list(args),
+        Command::Show(args) => store::show(args),
+        Command::Rm(args) => store::rm(args),
         Command::FetchFixtures => fetch_fixtures(),
     }
 }
 
 /// The model named on the command line, or the default model (fetched into
-/// the cache on first use).
+/// the cache on first use). An argument that is not an existing file but is
+/// a valid model name is looked up in the store (`hearth list`).
 pub fn model_path(model: Option<PathBuf>) -> Result<PathBuf> {
     match model {
-        Some(p) => Ok(p),
+        Some(p) if p.exists() => Ok(p),
+        Some(p) => match p.to_str().map(hearth_store::ModelName::parse) {
+            Some(Ok(name)) => Ok(hearth_store::Store::default().resolve(name.as_str())?),
+            // Not a name either: let the caller report the missing file.
+            _ => Ok(p),
+        },
         None => {
             let cache = hearth_store::cache_dir();
             if !cache

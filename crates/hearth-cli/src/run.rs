@@ -6,18 +6,20 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use hearth_gguf::MappedGguf;
+use hearth_gguf::{LoadMode, MappedGguf};
 use hearth_model::{KvType, Model};
 use hearth_tokenizer::Tokenizer;
 use serde_json::json;
 
 use crate::generate::{generate, Finish, Request};
+use crate::plan::{LoadArgs, MemReport};
 use crate::sampling_args::SamplingArgs;
 use crate::threads::ComputeArgs;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum KvTypeArg {
     F16,
+    #[value(name = "q8_0", alias = "q8-0")]
     Q8_0,
 }
 
@@ -64,8 +66,14 @@ pub struct RunArgs {
     /// Report the model and kernels in use.
     #[arg(long, short = 'v')]
     verbose: bool,
+    /// Print resident-memory snapshots (before loading, after opening the file, after loading,
+    /// at the end) to stderr as `memory: {JSON}` (for the plan's accuracy tests).
+    #[arg(long, hide = true)]
+    report_memory: bool,
     #[command(flatten)]
     compute: ComputeArgs,
+    #[command(flatten)]
+    load: LoadArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
 }
@@ -78,14 +86,34 @@ pub struct Loaded {
 }
 
 pub fn load(path: Option<PathBuf>, compute: &ComputeArgs) -> Result<Loaded> {
+    load_with(
+        path,
+        compute,
+        LoadMode::default(),
+        &mut MemReport::default(),
+    )
+}
+
+/// [`load`] with a load mode (`--no-mmap`, `--mlock`), marking `report` after the file is
+/// opened (`opened`) and after the model is loaded (`loaded`).
+pub fn load_with(
+    path: Option<PathBuf>,
+    compute: &ComputeArgs,
+    mode: LoadMode,
+    report: &mut MemReport,
+) -> Result<Loaded> {
     let path = crate::model_path(path)?;
-    let gguf =
-        Arc::new(MappedGguf::open(&path).with_context(|| format!("reading {}", path.display()))?);
+    let gguf = Arc::new(
+        MappedGguf::open_with(&path, mode)
+            .with_context(|| format!("reading {}", path.display()))?,
+    );
+    report.mark("opened");
     let tokenizer = Tokenizer::from_metadata(&gguf.file().metadata)
         .with_context(|| format!("loading the tokenizer of {}", path.display()))?;
     let mut model =
         Model::load(gguf.clone()).with_context(|| format!("loading {}", path.display()))?;
     compute.apply(&mut model)?;
+    report.mark("loaded");
     Ok(Loaded {
         gguf,
         model,
@@ -118,9 +146,19 @@ pub fn run(args: RunArgs) -> Result<()> {
             s
         }
     };
+    let path = crate::model_path(args.model.clone())?;
+    let plan_req = hearth_plan::PlanRequest {
+        n_ctx: args.ctx_size,
+        kv_type: kv_type(args.kv_type),
+        load: args.load.mode(),
+        ..Default::default()
+    };
+    crate::plan::check(&path, &plan_req, args.load.force)?;
+    let mut report = MemReport::new(args.report_memory);
+    report.mark("start");
     let Loaded {
         model, tokenizer, ..
-    } = load(args.model.clone(), &args.compute)?;
+    } = load_with(Some(path), &args.compute, args.load.mode(), &mut report)?;
     let n_ctx = context_size(&model, args.ctx_size);
     if args.verbose {
         eprintln!("{}", crate::threads::describe(&model));
@@ -179,6 +217,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     } else {
         writeln!(stdout)?;
     }
+    report.mark("end");
+    report.print();
     let rate = |n: usize, d: std::time::Duration| n as f64 / d.as_secs_f64().max(1e-9);
     eprintln!(
         "prompt: {} tokens, {:.1} t/s | generation: {} tokens, {:.1} t/s",

@@ -50,6 +50,29 @@ pub struct ServeArgs {
     /// Most prompt tokens evaluated per step (so running streams keep flowing).
     #[arg(long, default_value_t = 256)]
     prefill_chunk: usize,
+    /// Upstream OpenAI-compatible servers (http://host:port, comma-separated or repeated) for
+    /// /v1 requests this server cannot take: another model, too long for the context, or
+    /// the queue is full.
+    #[arg(long = "upstream", value_name = "URL[,URL...]", value_delimiter = ',')]
+    upstreams: Vec<String>,
+    /// The key to send an upstream as `Authorization: Bearer KEY` (repeatable).
+    #[arg(long = "upstream-key", value_name = "URL=KEY")]
+    upstream_keys: Vec<String>,
+    /// Pass the client's own API key to upstreams that have no --upstream-key.
+    #[arg(long)]
+    upstream_forward_key: bool,
+    /// Seconds between health checks of each upstream.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    upstream_health_interval: f64,
+    /// Seconds an upstream may take to start its answer (a generation that is not streamed
+    /// starts it when it ends).
+    #[arg(long, default_value_t = 600, value_name = "SECS")]
+    upstream_timeout: u64,
+    /// Load no model: forward every /v1 request to the --upstream servers.
+    #[arg(long)]
+    gateway_only: bool,
+    #[command(flatten)]
+    load: crate::plan::LoadArgs,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -59,7 +82,24 @@ pub fn run(args: ServeArgs) -> Result<()> {
     if args.read_timeout == 0 {
         bail!("--read-timeout must be at least 1 second");
     }
-    let path = crate::model_path(args.model)?;
+    let gateway = gateway_config(&args)?;
+    let path = if gateway.only {
+        if args.model.is_some() {
+            bail!("--gateway-only loads no model: drop -m/--model");
+        }
+        PathBuf::new()
+    } else {
+        crate::model_path(args.model)?
+    };
+    if !gateway.only {
+        let req = hearth_plan::PlanRequest {
+            n_ctx: args.ctx_size,
+            n_slots: args.parallel,
+            load: args.load.mode(),
+            ..Default::default()
+        };
+        crate::plan::check(&path, &req, args.load.force)?;
+    }
     let mut cfg = hearth_server::ServerConfig::new(path);
     cfg.alias = args.alias;
     cfg.host = args.host;
@@ -74,6 +114,28 @@ pub fn run(args: ServeArgs) -> Result<()> {
     cfg.read_timeout = Duration::from_secs(args.read_timeout);
     cfg.shutdown_grace = Duration::from_secs(args.shutdown_grace);
     cfg.prefill_chunk = args.prefill_chunk.max(1);
+    cfg.load_mode = args.load.mode();
+    cfg.gateway = gateway;
     hearth_server::serve_blocking(cfg)?;
     Ok(())
+}
+
+fn gateway_config(args: &ServeArgs) -> Result<hearth_server::GatewayConfig> {
+    let upstreams = hearth_server::UpstreamSpec::parse_all(&args.upstreams, &args.upstream_keys)?;
+    if args.gateway_only && upstreams.is_empty() {
+        bail!("--gateway-only needs at least one --upstream URL");
+    }
+    if args.upstream_timeout == 0 {
+        bail!("--upstream-timeout must be at least 1 second");
+    }
+    Ok(hearth_server::GatewayConfig {
+        upstreams,
+        only: args.gateway_only,
+        health_interval: hearth_server::GatewayConfig::interval_from_secs(
+            args.upstream_health_interval,
+        )?,
+        response_timeout: Duration::from_secs(args.upstream_timeout),
+        forward_client_key: args.upstream_forward_key,
+        ..Default::default()
+    })
 }

@@ -117,6 +117,29 @@ pub enum GgufError {
         len: usize,
         expected: u64,
     },
+    #[error("cannot allocate {bytes} bytes to read the model into (--no-mmap)")]
+    HeapAlloc { bytes: u64 },
+    #[error(
+        "mlock of {bytes} bytes failed: {source}; RLIMIT_MEMLOCK (`ulimit -l`) is {}: raise it \
+         (`ulimit -l unlimited`, or `memlock` in /etc/security/limits.conf, or LimitMEMLOCK= for a \
+         systemd service) or run without --mlock",
+        memlock_text(.limit)
+    )]
+    Mlock {
+        bytes: u64,
+        /// The soft RLIMIT_MEMLOCK in bytes (`None`: unlimited).
+        limit: Option<u64>,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// RLIMIT_MEMLOCK as a user reads it.
+fn memlock_text(limit: &Option<u64>) -> String {
+    match limit {
+        Some(l) => format!("{l} bytes ({} KiB)", l / 1024),
+        None => "unlimited".to_string(),
+    }
 }
 
 /// Result alias of this crate.

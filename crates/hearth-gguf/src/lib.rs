@@ -17,7 +17,7 @@ mod writer;
 pub use error::{GgufError, Result};
 pub use file_type::file_type_name;
 pub use ggml_type::{GgmlType, QK_K};
-pub use mapped::MappedGguf;
+pub use mapped::{memlock_limit, LoadMode, MappedGguf};
 pub use metadata::Metadata;
 pub use reader::{align_up, GgufFile, ALIGNMENT_KEY, DEFAULT_ALIGNMENT, MAGIC, MAX_ARRAY_DEPTH};
 pub use tensor::{tensor_size, TensorInfo, MAX_DIMS, MAX_NAME_LEN};

@@ -1,7 +1,11 @@
-//! The mmap boundary: a GGUF file mapped read-only, with checked tensor views.
+//! The mmap boundary: a GGUF file mapped read-only (or read into an aligned heap buffer), with
+//! checked tensor views.
 
+use std::alloc::Layout;
 use std::fs::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::ptr::NonNull;
 
 use memmap2::Mmap;
 
@@ -9,27 +13,172 @@ use crate::error::{GgufError, Result};
 use crate::reader::GgufFile;
 use crate::tensor::TensorInfo;
 
-/// A GGUF file mapped into memory. Tensor data is handed out as slices of the
-/// map; nothing is copied.
+/// How a model file is brought into memory (llama.cpp's `--no-mmap` and `--mlock`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LoadMode {
+    /// Map the file (pages are read on first use and can be dropped by the kernel under memory
+    /// pressure); `false` reads the whole file into heap memory up front.
+    pub mmap: bool,
+    /// Lock the bytes in RAM with `mlock(2)` so they are never paged out.
+    pub mlock: bool,
+}
+
+impl Default for LoadMode {
+    /// Mapped, not locked.
+    fn default() -> LoadMode {
+        LoadMode {
+            mmap: true,
+            mlock: false,
+        }
+    }
+}
+
+/// Alignment of the heap copy: tensor data offsets are multiples of the file's alignment (32 by
+/// default) from a page-aligned map; the kernels want at least 64 bytes from the heap too.
+const HEAP_ALIGN: usize = 64;
+
+/// A zero-initialized heap buffer aligned to [`HEAP_ALIGN`] bytes.
+struct AlignedBuf {
+    ptr: NonNull<u8>,
+    len: usize,
+    layout: Layout,
+}
+
+// SAFETY: the buffer is uniquely owned plain bytes, like a `Vec<u8>`.
+unsafe impl Send for AlignedBuf {}
+// SAFETY: shared access only hands out `&[u8]`.
+unsafe impl Sync for AlignedBuf {}
+
+impl AlignedBuf {
+    fn zeroed(len: usize) -> Result<AlignedBuf> {
+        let layout = Layout::from_size_align(len.max(1), HEAP_ALIGN)
+            .map_err(|_| GgufError::HeapAlloc { bytes: len as u64 })?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        let ptr = NonNull::new(ptr).ok_or(GgufError::HeapAlloc { bytes: len as u64 })?;
+        Ok(AlignedBuf { ptr, len, layout })
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` points to `len` initialized (zeroed, then written) bytes owned by `self`.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, and `&mut self` makes this the only reference.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `zeroed` with this same layout, freed once.
+        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+/// Where the bytes of the file live.
+enum Storage {
+    Mapped(Mmap),
+    Heap(AlignedBuf),
+}
+
+impl Storage {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Storage::Mapped(m) => m,
+            Storage::Heap(b) => b.as_slice(),
+        }
+    }
+}
+
+/// The soft `RLIMIT_MEMLOCK` in bytes; `None` when unlimited or unknown.
+pub fn memlock_limit() -> Option<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` to the pointer, which is valid for the call.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+    (rc == 0 && lim.rlim_cur != libc::RLIM_INFINITY).then_some(lim.rlim_cur)
+}
+
+fn mlock_error(bytes: usize, source: std::io::Error) -> GgufError {
+    GgufError::Mlock {
+        bytes: bytes as u64,
+        limit: memlock_limit(),
+        source,
+    }
+}
+
+/// A GGUF file in memory: mapped (the default; tensor data is handed out as slices of the map,
+/// nothing is copied) or read into an aligned heap buffer.
 pub struct MappedGguf {
     path: PathBuf,
-    mmap: Mmap,
+    storage: Storage,
     file: GgufFile,
+    mode: LoadMode,
 }
 
 impl MappedGguf {
     /// Maps and parses the file at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, LoadMode::default())
+    }
+
+    /// Maps (or reads, with `mode.mmap == false`) and parses the file at `path`, then locks its
+    /// bytes in RAM if `mode.mlock` asks for it. A failed lock is an error
+    /// ([`GgufError::Mlock`], naming `RLIMIT_MEMLOCK` and its value).
+    pub fn open_with(path: impl AsRef<Path>, mode: LoadMode) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let f = File::open(&path)?;
-        // SAFETY: the map is read-only and private to this process. Another
-        // process truncating the file while it is mapped would fault on
-        // access (SIGBUS); like llama.cpp and every mmap-based loader we accept
-        // that models are not modified while in use. All bounds are checked
-        // against the length seen at map time before any slice is made.
-        let mmap = unsafe { Mmap::map(&f)? };
-        let file = GgufFile::parse(&mmap)?;
-        Ok(MappedGguf { path, mmap, file })
+        let mut f = File::open(&path)?;
+        let storage = if mode.mmap {
+            // SAFETY: the map is read-only and private to this process. Another
+            // process truncating the file while it is mapped would fault on
+            // access (SIGBUS); like llama.cpp and every mmap-based loader we accept
+            // that models are not modified while in use. All bounds are checked
+            // against the length seen at map time before any slice is made.
+            let mmap = unsafe { Mmap::map(&f)? };
+            Storage::Mapped(mmap)
+        } else {
+            let len = f.metadata()?.len();
+            let len = usize::try_from(len).map_err(|_| GgufError::HeapAlloc { bytes: len })?;
+            let mut buf = AlignedBuf::zeroed(len)?;
+            f.read_exact(buf.as_mut_slice())?;
+            Storage::Heap(buf)
+        };
+        let file = GgufFile::parse(storage.bytes())?;
+        let me = MappedGguf {
+            path,
+            storage,
+            file,
+            mode,
+        };
+        if mode.mlock {
+            me.lock()?;
+        }
+        Ok(me)
+    }
+
+    fn lock(&self) -> Result<()> {
+        match &self.storage {
+            Storage::Mapped(m) => m.lock().map_err(|e| mlock_error(m.len(), e)),
+            Storage::Heap(b) => {
+                let bytes = b.as_slice();
+                // SAFETY: mlock only reads the address range, which is `bytes`, valid and owned
+                // by `self` for as long as it is locked (munlock happens implicitly on free).
+                let rc = unsafe { libc::mlock(bytes.as_ptr().cast(), bytes.len()) };
+                if rc != 0 {
+                    return Err(mlock_error(bytes.len(), std::io::Error::last_os_error()));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// How the file was loaded.
+    pub fn load_mode(&self) -> LoadMode {
+        self.mode
     }
 
     /// The parsed header.
@@ -42,9 +191,9 @@ impl MappedGguf {
         &self.path
     }
 
-    /// The whole mapped file.
+    /// The whole file.
     pub fn bytes(&self) -> &[u8] {
-        &self.mmap
+        self.storage.bytes()
     }
 
     /// The data of the tensor named `name`.
@@ -55,6 +204,95 @@ impl MappedGguf {
             .ok_or_else(|| GgufError::MissingTensor {
                 name: name.to_string(),
             })?;
-        Ok((info, self.file.tensor_data(&self.mmap, info)?))
+        Ok((info, self.file.tensor_data(self.storage.bytes(), info)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{GgmlType, GgufWriter};
+
+    fn sample_file(tag: &str) -> PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("hearth-gguf-{tag}-{}.gguf", std::process::id()));
+        let mut w = GgufWriter::new();
+        let a: Vec<u8> = (0..64u32).flat_map(|i| (i as f32).to_le_bytes()).collect();
+        w.add_tensor("a", GgmlType::F32, &[64], a).unwrap();
+        w.add_tensor("b", GgmlType::Q8_0, &[32], vec![7u8; 34])
+            .unwrap();
+        w.write_to(File::create(&path).unwrap()).unwrap();
+        path
+    }
+
+    /// Reading the file into the heap gives the same bytes and tensors as mapping it, at a
+    /// 64-byte-aligned address.
+    #[test]
+    fn heap_copy_equals_the_map() {
+        let path = sample_file("heap");
+        let mapped = MappedGguf::open(&path).unwrap();
+        let heap = MappedGguf::open_with(
+            &path,
+            LoadMode {
+                mmap: false,
+                mlock: false,
+            },
+        )
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(mapped.load_mode().mmap && !heap.load_mode().mmap);
+        assert_eq!(mapped.bytes(), heap.bytes());
+        assert_eq!(heap.bytes().as_ptr() as usize % HEAP_ALIGN, 0);
+        for name in ["a", "b"] {
+            assert_eq!(
+                mapped.tensor_data(name).unwrap().1,
+                heap.tensor_data(name).unwrap().1
+            );
+        }
+        assert_eq!(
+            &heap.tensor_data("a").unwrap().1[4..8],
+            &1.0f32.to_le_bytes()
+        );
+    }
+
+    /// Locking works, or fails with the error that names RLIMIT_MEMLOCK.
+    #[test]
+    fn mlock_locks_or_explains() {
+        let path = sample_file("mlock");
+        for mmap in [true, false] {
+            match MappedGguf::open_with(&path, LoadMode { mmap, mlock: true }) {
+                Ok(g) => assert!(g.load_mode().mlock),
+                Err(e @ GgufError::Mlock { .. }) => {
+                    let text = e.to_string();
+                    assert!(
+                        text.contains("RLIMIT_MEMLOCK") && text.contains("ulimit -l"),
+                        "{text}"
+                    );
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn memlock_error_names_the_limit() {
+        let e = GgufError::Mlock {
+            bytes: 1 << 20,
+            limit: Some(8 << 20),
+            source: std::io::Error::from_raw_os_error(libc::ENOMEM),
+        };
+        let text = e.to_string();
+        assert!(text.contains("mlock of 1048576 bytes failed"), "{text}");
+        assert!(
+            text.contains("RLIMIT_MEMLOCK (`ulimit -l`) is 8388608 bytes (8192 KiB)"),
+            "{text}"
+        );
+        let unlimited = GgufError::Mlock {
+            bytes: 1,
+            limit: None,
+            source: std::io::Error::from_raw_os_error(libc::EPERM),
+        };
+        assert!(unlimited.to_string().contains("is unlimited"));
     }
 }

@@ -71,6 +71,14 @@ pub enum ApiError {
     Internal { detail: String },
     #[error("no route for {method} {path}")]
     NoRoute { method: String, path: String },
+    #[error("this server is a gateway (--gateway-only) and serves no model itself; use /v1/chat/completions, /v1/completions, /v1/embeddings or /v1/models")]
+    NoLocalModel,
+    #[error("no upstream is available{detail}")]
+    UpstreamUnavailable { detail: String },
+    #[error("the upstream servers failed: {detail}")]
+    UpstreamFailed { detail: String },
+    #[error("upstream {upstream} sent no response within {secs} s")]
+    UpstreamTimeout { upstream: String, secs: u64 },
 }
 
 impl From<SubmitError> for ApiError {
@@ -112,9 +120,13 @@ impl ApiError {
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::ModelNotFound { .. } | ApiError::NoRoute { .. } => StatusCode::NOT_FOUND,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::QueueFull { .. } | ApiError::Loading | ApiError::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::QueueFull { .. }
+            | ApiError::Loading
+            | ApiError::ShuttingDown
+            | ApiError::UpstreamUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NoLocalModel => StatusCode::NOT_IMPLEMENTED,
+            ApiError::UpstreamFailed { .. } => StatusCode::BAD_GATEWAY,
+            ApiError::UpstreamTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::LoadFailed { .. } | ApiError::Engine(_) | ApiError::Internal { .. } => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -128,6 +140,7 @@ impl ApiError {
             StatusCode::NOT_FOUND => "not_found_error",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable_error",
             StatusCode::INTERNAL_SERVER_ERROR => "server_error",
+            StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => "upstream_error",
             _ => "invalid_request_error",
         }
     }
@@ -152,6 +165,10 @@ impl ApiError {
             ApiError::QueueFull { .. } => Some("server_busy"),
             ApiError::InvalidField { .. } => Some("invalid_value"),
             ApiError::InvalidJson { .. } => Some("invalid_json"),
+            ApiError::NoLocalModel => Some("no_local_model"),
+            ApiError::UpstreamUnavailable { .. } => Some("upstream_unavailable"),
+            ApiError::UpstreamFailed { .. } => Some("upstream_error"),
+            ApiError::UpstreamTimeout { .. } => Some("upstream_timeout"),
             _ => None,
         }
     }
@@ -174,7 +191,10 @@ impl ApiError {
             Flavor::Ollama => json!({"error": self.to_string()}),
         };
         let mut resp = (status, axum::Json(body)).into_response();
-        if matches!(self, ApiError::QueueFull { .. } | ApiError::Loading) {
+        if matches!(
+            self,
+            ApiError::QueueFull { .. } | ApiError::Loading | ApiError::UpstreamUnavailable { .. }
+        ) {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

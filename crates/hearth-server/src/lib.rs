@@ -16,6 +16,7 @@
 pub mod common;
 pub mod engine;
 pub mod error;
+pub mod gateway;
 pub mod logprobs;
 pub mod metrics;
 pub mod native;
@@ -25,4 +26,5 @@ pub mod server;
 
 pub use engine::{Engine, EngineConfig, Event, Finish, GenParams};
 pub use error::{ApiError, Flavor};
+pub use gateway::{GatewayConfig, UpstreamSpec};
 pub use server::{serve, serve_blocking, ServeError, ServerConfig};

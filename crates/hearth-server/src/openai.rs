@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use hearth_tokenizer::template::RenderOptions;
@@ -19,6 +19,7 @@ use crate::common::{
 };
 use crate::engine::{Event, GenParams, TokenOut};
 use crate::error::{ApiError, Flavor};
+use crate::gateway::Endpoint;
 use crate::server::{AppState, Ready};
 
 const FLAVOR: Flavor = Flavor::OpenAi;
@@ -405,10 +406,16 @@ fn request_id(prefix: &str) -> String {
     format!("{prefix}-{:x}{n:06x}", common::unix_now())
 }
 
-pub async fn chat(State(st): State<AppState>, body: Bytes) -> Response {
-    chat_inner(st, body)
-        .await
-        .unwrap_or_else(|e| e.respond(FLAVOR))
+pub async fn chat(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match st.gateway.clone() {
+        Some(gw) => {
+            gw.route(st, Endpoint::Chat, headers, body, chat_inner)
+                .await
+        }
+        None => chat_inner(st, body)
+            .await
+            .unwrap_or_else(|e| e.respond(FLAVOR)),
+    }
 }
 
 async fn chat_inner(st: AppState, body: Bytes) -> Result<Response, ApiError> {
@@ -546,10 +553,16 @@ fn stream_chat(
     resp
 }
 
-pub async fn completions(State(st): State<AppState>, body: Bytes) -> Response {
-    completions_inner(st, body)
-        .await
-        .unwrap_or_else(|e| e.respond(FLAVOR))
+pub async fn completions(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match st.gateway.clone() {
+        Some(gw) => {
+            gw.route(st, Endpoint::Completions, headers, body, completions_inner)
+                .await
+        }
+        None => completions_inner(st, body)
+            .await
+            .unwrap_or_else(|e| e.respond(FLAVOR)),
+    }
 }
 
 async fn completions_inner(st: AppState, body: Bytes) -> Result<Response, ApiError> {
@@ -714,10 +727,16 @@ pub async fn run_embeddings(
     }
 }
 
-pub async fn embeddings(State(st): State<AppState>, body: Bytes) -> Response {
-    embeddings_inner(st, body)
-        .await
-        .unwrap_or_else(|e| e.respond(FLAVOR))
+pub async fn embeddings(State(st): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    match st.gateway.clone() {
+        Some(gw) => {
+            gw.route(st, Endpoint::Embeddings, headers, body, embeddings_inner)
+                .await
+        }
+        None => embeddings_inner(st, body)
+            .await
+            .unwrap_or_else(|e| e.respond(FLAVOR)),
+    }
 }
 
 async fn embeddings_inner(st: AppState, body: Bytes) -> Result<Response, ApiError> {
@@ -761,7 +780,9 @@ async fn embeddings_inner(st: AppState, body: Bytes) -> Result<Response, ApiErro
     .into_response())
 }
 
+/// The local model, then (behind a gateway) the healthy upstreams' models not listed yet.
 pub async fn models(State(st): State<AppState>) -> Response {
+    let mut data = Vec::new();
     match st.ready() {
         Ok(ready) => {
             let i = &ready.info;
@@ -769,25 +790,27 @@ pub async fn models(State(st): State<AppState>) -> Response {
                 .modified
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            axum::Json(json!({
-                "object": "list",
-                "data": [{
-                    "id": i.alias,
-                    "object": "model",
-                    "created": created,
-                    "owned_by": "hearth",
-                    "meta": {
-                        "n_vocab": i.n_vocab,
-                        "n_ctx_train": i.n_ctx_train,
-                        "n_ctx": ready.n_ctx,
-                        "n_embd": i.n_embd,
-                        "n_params": i.n_params,
-                        "size": i.file_size,
-                    },
-                }],
-            }))
-            .into_response()
+            data.push(json!({
+                "id": i.alias,
+                "object": "model",
+                "created": created,
+                "owned_by": "hearth",
+                "meta": {
+                    "n_vocab": i.n_vocab,
+                    "n_ctx_train": i.n_ctx_train,
+                    "n_ctx": ready.n_ctx,
+                    "n_embd": i.n_embd,
+                    "n_params": i.n_params,
+                    "size": i.file_size,
+                },
+            }));
         }
-        Err(e) => e.respond(FLAVOR),
+        // Behind a gateway the upstreams' models are listed while the local one loads.
+        Err(e) if st.gateway.is_none() => return e.respond(FLAVOR),
+        Err(_) => {}
     }
+    if let Some(gw) = &st.gateway {
+        gw.merge_models(&mut data);
+    }
+    axum::Json(json!({"object": "list", "data": data})).into_response()
 }

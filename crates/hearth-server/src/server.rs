@@ -27,8 +27,9 @@ use serde_json::{json, Value as Json};
 
 use crate::engine::{Engine, EngineConfig};
 use crate::error::{ApiError, Flavor};
+use crate::gateway::{Gateway, GatewayConfig};
 use crate::metrics::Metrics;
-use crate::{native, ollama, openai};
+use crate::{gateway, native, ollama, openai};
 
 /// Everything `hearth serve` can be told.
 #[derive(Clone, Debug)]
@@ -56,6 +57,10 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Most prompt tokens evaluated per step.
     pub prefill_chunk: usize,
+    /// How the model file is loaded (`--no-mmap`, `--mlock`).
+    pub load_mode: hearth_gguf::LoadMode,
+    /// Upstream servers for requests this one cannot take (`--upstream`, `--gateway-only`).
+    pub gateway: GatewayConfig,
 }
 
 impl ServerConfig {
@@ -76,6 +81,8 @@ impl ServerConfig {
             read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             prefill_chunk: 256,
+            load_mode: hearth_gguf::LoadMode::default(),
+            gateway: GatewayConfig::default(),
         }
     }
 }
@@ -132,12 +139,30 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     ready: Arc<OnceLock<Result<Arc<Ready>, String>>>,
     pub started: Instant,
+    /// Forwarding to upstreams, when configured.
+    pub gateway: Option<Arc<Gateway>>,
 }
 
 impl AppState {
+    /// State whose model is not loaded (yet).
+    pub fn new(
+        cfg: Arc<ServerConfig>,
+        metrics: Arc<Metrics>,
+        gateway: Option<Arc<Gateway>>,
+    ) -> Self {
+        AppState {
+            cfg,
+            metrics,
+            ready: Arc::new(OnceLock::new()),
+            started: Instant::now(),
+            gateway,
+        }
+    }
+
     /// The model, or 503 while it loads.
     pub fn ready(&self) -> Result<Arc<Ready>, ApiError> {
         match self.ready.get() {
+            None if self.gateway.as_ref().is_some_and(|g| g.only()) => Err(ApiError::NoLocalModel),
             None => Err(ApiError::Loading),
             Some(Ok(r)) => Ok(r.clone()),
             Some(Err(e)) => Err(ApiError::LoadFailed { detail: e.clone() }),
@@ -148,8 +173,10 @@ impl AppState {
 /// Loads the model and starts the engine (on the calling thread).
 fn load(cfg: &ServerConfig, metrics: Arc<Metrics>) -> Result<Ready, String> {
     let path = &cfg.model_path;
-    let gguf =
-        Arc::new(MappedGguf::open(path).map_err(|e| format!("reading {}: {e}", path.display()))?);
+    let gguf = Arc::new(
+        MappedGguf::open_with(path, cfg.load_mode)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?,
+    );
     let meta = &gguf.file().metadata;
     let tokenizer = Arc::new(
         Tokenizer::from_metadata(meta).map_err(|e| format!("loading the tokenizer: {e}"))?,
@@ -251,9 +278,9 @@ fn load(cfg: &ServerConfig, metrics: Arc<Metrics>) -> Result<Ready, String> {
 /// The routes of every API.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/health", get(native::health))
-        .route("/v1/health", get(native::health))
-        .route("/metrics", get(native::metrics))
+        .route("/health", get(gateway::health))
+        .route("/v1/health", get(gateway::health))
+        .route("/metrics", get(gateway::metrics))
         .route("/slots", get(native::slots))
         .route("/props", get(native::props))
         .route("/completion", post(native::completion))
@@ -514,6 +541,11 @@ pub async fn serve(
     if cfg.threads == Some(0) {
         return Err(ServeError::Config("--threads must be at least 1".into()));
     }
+    if cfg.gateway.only && !cfg.gateway.enabled() {
+        return Err(ServeError::Config(
+            "--gateway-only needs at least one --upstream".into(),
+        ));
+    }
     let addr = format!("{}:{}", cfg.host, cfg.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -532,13 +564,28 @@ pub async fn serve(
         let _ = out.flush();
     }
     let metrics = Arc::new(Metrics::default());
-    let state = AppState {
-        cfg: Arc::new(cfg.clone()),
-        metrics: metrics.clone(),
-        ready: Arc::new(OnceLock::new()),
-        started: Instant::now(),
-    };
-    {
+    let gateway = cfg.gateway.enabled().then(|| {
+        let gw = Gateway::new(cfg.gateway.clone());
+        gw.start();
+        let urls: Vec<&str> = cfg
+            .gateway
+            .upstreams
+            .iter()
+            .map(|u| u.url.as_str())
+            .collect();
+        eprintln!(
+            "gateway: {} to {}",
+            if cfg.gateway.only {
+                "forwarding every request (no local model)"
+            } else {
+                "forwarding what this server cannot take"
+            },
+            urls.join(", ")
+        );
+        gw
+    });
+    let state = AppState::new(Arc::new(cfg.clone()), metrics.clone(), gateway.clone());
+    if !cfg.gateway.only {
         let ready = state.ready.clone();
         let cfg = cfg.clone();
         std::thread::Builder::new()
@@ -592,6 +639,9 @@ pub async fn serve(
         }
     }
     drop(listener);
+    if let Some(gw) = &gateway {
+        gw.stop();
+    }
     eprintln!(
         "shutting down: no new requests; running ones get {:?}",
         cfg.shutdown_grace
@@ -632,6 +682,7 @@ mod tests {
                 metrics: Arc::default(),
                 ready: Arc::new(OnceLock::new()),
                 started: Instant::now(),
+                gateway: None,
             };
             let app = Router::new()
                 .route("/v1/boom", get(boom))

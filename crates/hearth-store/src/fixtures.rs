@@ -34,11 +34,17 @@ const SDIST_LLAMA_CPP: &str = "vendor/llama.cpp/";
 
 /// Path of the default model, fetched and verified on first use.
 pub fn default_model() -> Result<PathBuf, StoreError> {
-    let target = cache_dir().join("models").join(DEFAULT_MODEL_FILE);
+    default_model_in(&cache_dir())
+}
+
+/// [`default_model`] in the store rooted at `root` instead of the cache
+/// directory.
+pub(crate) fn default_model_in(root: &Path) -> Result<PathBuf, StoreError> {
+    let target = root.join("models").join(DEFAULT_MODEL_FILE);
     if target.is_file() {
         return Ok(target);
     }
-    let dl = cache_dir().join("downloads");
+    let dl = root.join("downloads");
     let dir = target.parent().expect("models dir");
     std::fs::create_dir_all(dir).map_err(StoreError::io(dir))?;
     let tmp = temp_beside(&target);
