@@ -584,6 +584,26 @@ unsafe fn group_out<'a>(
     unsafe { out.slice(t * n_rows + g0, n) }
 }
 
+/// Decode: every row of a group read in place against each token, `dot(row, t)` (one memory
+/// stream per row).
+#[cfg(target_arch = "x86_64")]
+fn direct_rows(
+    out: &SharedMut<'_, f32>,
+    n_rows: usize,
+    rows: &[&[u8]],
+    tokens: Range<usize>,
+    g0: usize,
+    dot: impl Fn(&[u8], usize) -> f32,
+) {
+    for t in tokens {
+        // SAFETY: rows g0.. are in the caller's range alone.
+        let dst = unsafe { group_out(out, n_rows, t, g0, rows.len()) };
+        for (o, row) in dst.iter_mut().zip(rows) {
+            *o = dot(row, t);
+        }
+    }
+}
+
 /// [`kernel_rows`] with the row-group kernels: each group of rows is unpacked once per block
 /// of tokens and multiplied with every token of it.
 fn group_rows(
@@ -602,15 +622,11 @@ fn group_rows(
     for_each_group(w, acts.n_tokens, r0, r1, |rows, tokens, g0| {
         #[cfg(target_arch = "x86_64")]
         if simd && tokens.len() < DIRECT_BELOW {
-            for t in tokens {
-                // SAFETY: rows g0.. are in the caller's range alone.
-                let dst = unsafe { group_out(out, w.n_rows, t, g0, rows.len()) };
-                for (o, row) in dst.iter_mut().zip(rows) {
-                    // SAFETY: the matrix's level (checked against the CPU) is at least
-                    // AVX2; the row holds nb blocks; token t exists.
-                    *o = unsafe { group::avx2::row_dot_direct(w.ty, row, acts, t) };
-                }
-            }
+            // SAFETY: the matrix's level (checked against the CPU) is at least AVX2; each
+            // row holds nb blocks; the tokens exist.
+            direct_rows(out, w.n_rows, rows, tokens, g0, |row, t| unsafe {
+                group::avx2::row_dot_direct(w.ty, row, acts, t)
+            });
             return;
         }
         if simd {
@@ -657,15 +673,11 @@ fn group_rows_k4(
     for_each_group(w, acts.n_tokens, r0, r1, |rows, tokens, g0| {
         #[cfg(target_arch = "x86_64")]
         if simd && tokens.len() < DIRECT_BELOW {
-            for t in tokens {
-                // SAFETY: rows g0.. are in the caller's range alone.
-                let dst = unsafe { group_out(out, w.n_rows, t, g0, rows.len()) };
-                for (o, row) in dst.iter_mut().zip(rows) {
-                    // SAFETY: the matrix's level (checked against the CPU) is at least
-                    // AVX2; the row holds nb blocks; token t exists.
-                    *o = unsafe { group::avx2_k4::k4_row_dot_direct(row, acts, t) };
-                }
-            }
+            // SAFETY: the matrix's level (checked against the CPU) is at least AVX2; each
+            // row holds nb blocks; the tokens exist.
+            direct_rows(out, w.n_rows, rows, tokens, g0, |row, t| unsafe {
+                group::avx2_k4::k4_row_dot_direct(row, acts, t)
+            });
             return;
         }
         group::unpack_k4(rows, nb, &mut scratch);
