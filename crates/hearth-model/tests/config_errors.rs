@@ -211,3 +211,32 @@ fn a_missing_output_head_ties_it_to_the_embedding() {
         .unwrap();
     assert_eq!(l.n_vocab(), 16);
 }
+
+/// Expert counts out of range, and an expert model without its expert tensors, are errors
+/// naming the key or tensor (a model file is untrusted input).
+#[test]
+fn bad_expert_metadata_is_refused() {
+    let with = |count: u32, used: u32| {
+        let mut f = Tiny::default().file();
+        f.metadata.set("llama.expert_count", Value::U32(count));
+        f.metadata.set("llama.expert_used_count", Value::U32(used));
+        ModelConfig::from_gguf(&f).expect_err("config should be refused")
+    };
+    match with(4, 5) {
+        ConfigError::BadValue { key, .. } => assert_eq!(key, "llama.expert_used_count"),
+        e => panic!("unexpected {e:?}"),
+    }
+    match with(100_000, 2) {
+        ConfigError::BadValue { key, .. } => assert_eq!(key, "llama.expert_count"),
+        e => panic!("unexpected {e:?}"),
+    }
+    match with(4, 0) {
+        ConfigError::Zero { key } => assert_eq!(key, "llama.expert_used_count"),
+        e => panic!("unexpected {e:?}"),
+    }
+    // Plausible counts, but the file has dense feed-forward tensors only.
+    match with(4, 2) {
+        ConfigError::MissingTensor { name } => assert_eq!(name, "blk.0.ffn_gate_inp.weight"),
+        e => panic!("unexpected {e:?}"),
+    }
+}
