@@ -310,7 +310,9 @@ mod tests {
             kernels: "avx2".into(),
             threads: 2,
             measured_unix: now_unix(),
-            bandwidth: 2.5e10,
+            // A measured figure that serde_json's default (not round-trip exact) float parser
+            // reads back one ulp off (1000070546.7365783); CI once failed that way.
+            bandwidth: 1000070546.7365785,
             rates: vec![KernelRate {
                 ty: "Q4_K".into(),
                 decode: 1e10,
