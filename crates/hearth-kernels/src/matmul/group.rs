@@ -1,27 +1,24 @@
-//! Row-group kernels for the 32-weight block types with signed 8-bit values after unpacking
-//! (Q4_0, Q5_0, Q8_0, IQ4_NL) times Q8_0 activations.
+//! Unpacking and one-row kernels for the 32-weight block types with 8-bit values after
+//! unpacking (Q4_0, Q5_0, Q8_0, IQ4_NL) times Q8_0 activations, and the one-row Q4_K kernel.
 //!
-//! A group of up to [`GROUP`] weight rows is unpacked once into int8 values and f32 block
-//! scales ([`GroupScratch`]), then every token of the batch is multiplied with all rows of the
-//! group at once: one activation block is loaded once for the eight rows, the eight integer
-//! block sums are reduced into one vector, and the block's float work (scale and fused
-//! multiply-add) is done for the eight rows together. The unpacking is shared by all tokens,
-//! which is what makes prompt processing fast.
+//! For prompts, a group of up to [`GROUP`] weight rows is unpacked once per block of tokens
+//! into int8 values and f32 block scales ([`GroupScratch`], interleaved so that one 32-byte
+//! load holds four values of each of the eight rows), which the tile kernels
+//! ([`super::tile`]) multiply with four tokens at a time. For decoding, a row is read in place
+//! from start to end ([`avx2::row_dot_direct`], [`avx2_k4::k4_row_dot_direct`]).
 //!
 //! The numerics are fixed per row, independent of the group and of the tokens: eight
 //! accumulators, block `b` going to accumulator `b % 8` as
 //! `acc[b % 8] = fma(d_w[b] * d_x[b], float(sum_i q_w[i] * q_x[i]), acc[b % 8])` (the integer
 //! block sum exact, blocks in order), then `((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))`.
 //! Eight independent chains let a single row be computed as fast as the memory delivers it
-//! (decoding) and eight rows at once share the float work (prefill); the scalar twin computes
-//! exactly the same, so SIMD and scalar results are bit-identical, and decode and prefill give
-//! the same bits.
+//! (decoding); the scalar twins ([`super::tile::q8_row_dot_scalar`]) compute exactly the same,
+//! so SIMD and scalar results are bit-identical, and decode and prefill give the same bits.
 
 #![allow(unsafe_code)]
 
 use hearth_gguf::GgmlType;
 
-use super::act::Acts;
 use crate::quant::f16_to_f32;
 use crate::quant::iq_grids::KVALUES_IQ4NL;
 
@@ -36,7 +33,8 @@ pub(crate) struct GroupScratch {
     pub(crate) d: Vec<f32>,
     /// The SIMD layout: per block `b` and group of four values `k`, the eight rows' four
     /// values (`qi[((b * 8 + k) * GROUP + r) * 4..][..4]`), so that one 32-byte load holds a
-    /// slice of every row; `qabs` the same, absolute values.
+    /// slice of every row; `qabs` the same, absolute values, or for the types with an
+    /// [`unsigned_offset`] the values plus that offset (0..16 or 0..32).
     pub(crate) qi: Vec<i8>,
     pub(crate) qabs: Vec<u8>,
 }
@@ -75,8 +73,19 @@ pub(crate) fn group_kind(ty: GgmlType) -> Option<GroupKind> {
     }
 }
 
+/// The offset that makes `ty`'s unpacked values unsigned and small enough for 16-bit sums of
+/// several `maddubs` results: 8 for Q4_0 (0..16), 16 for Q5_0 (0..32), 0 for the types
+/// multiplied with the sign trick.
+pub(crate) fn unsigned_offset(ty: GgmlType) -> u8 {
+    match ty {
+        GgmlType::Q4_0 => 8,
+        GgmlType::Q5_0 => 16,
+        _ => 0,
+    }
+}
+
 /// Bytes of one block of `ty`.
-fn block_bytes(ty: GgmlType) -> usize {
+pub(crate) fn block_bytes(ty: GgmlType) -> usize {
     match ty {
         GgmlType::Q4_0 | GgmlType::IQ4_NL => 18,
         GgmlType::Q5_0 => 22,
@@ -118,59 +127,22 @@ pub(crate) fn unpack_block(ty: GgmlType, x: &[u8], q: &mut [i8]) -> f32 {
     d
 }
 
-/// Unpacks `rows` (at most [`GROUP`], each `nb` blocks of `ty`) into `s` (portable).
-pub(crate) fn unpack_group_scalar(ty: GgmlType, rows: &[&[u8]], nb: usize, s: &mut GroupScratch) {
-    let bb = block_bytes(ty);
-    s.prepare(nb, rows.len());
-    for (r, row) in rows.iter().enumerate().take(GROUP) {
-        for b in 0..nb {
-            let o = (b * GROUP + r) * 32;
-            s.d[b * GROUP + r] = unpack_block(ty, &row[b * bb..(b + 1) * bb], &mut s.q[o..o + 32]);
-        }
-    }
-}
-
 /// The fixed order in which the eight accumulators are added.
 #[inline]
 pub(crate) fn sum8(a: &[f32; 8]) -> f32 {
     ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
 }
 
-/// `out[r] = dot(row r of the group, token t)` for the [`GROUP`] rows (portable twin).
-pub(crate) fn group_dot_scalar(
-    s: &GroupScratch,
-    acts: &Acts<'_>,
-    t: usize,
-    out: &mut [f32; GROUP],
-) {
-    let (qa, da) = (acts.qs_row(t), acts.d_row(t));
-    let nb = da.len();
-    for (r, o) in out.iter_mut().enumerate() {
-        let mut acc = [0.0f32; 8];
-        for b in 0..nb {
-            let w = &s.q[(b * GROUP + r) * 32..][..32];
-            let a = &qa[b * 32..][..32];
-            let isum: i32 = w
-                .iter()
-                .zip(a)
-                .map(|(&x, &y)| i32::from(x) * i32::from(y))
-                .sum();
-            acc[b % 8] = (s.d[b * GROUP + r] * da[b]).mul_add(isum as f32, acc[b % 8]);
-        }
-        *o = sum8(&acc);
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{block_bytes, GroupScratch, GROUP};
+    use super::{block_bytes, unsigned_offset, GroupScratch, GROUP};
     use crate::matmul::act::Acts;
     use crate::matmul::x86_avx2::{ld, unpack_iq4_nl, unpack_q4_0, unpack_q5_0, unpack_q8_0};
     use hearth_gguf::GgmlType;
 
-    /// AVX2 twin of [`super::unpack_group_scalar`].
+    /// Unpacks `rows` (at most [`GROUP`], each `nb` blocks of `ty`) into `s`.
     ///
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C; every row must hold `nb` blocks of `ty`.
@@ -199,6 +171,16 @@ pub(crate) mod avx2 {
                 s.d[b * GROUP + r] = d;
             }
         }
+        // What `qabs` holds: the values plus the type's offset for Q4_0 and Q5_0 (their
+        // unsigned nibbles), absolute values for the others.
+        let off = _mm256_set1_epi8(unsigned_offset(ty) as i8);
+        let abs_or_offset = |v: __m256i| {
+            if unsigned_offset(ty) == 0 {
+                _mm256_sign_epi8(v, v)
+            } else {
+                _mm256_add_epi8(v, off)
+            }
+        };
         // The interleaved layout: a transpose of each block's 8 rows x 8 groups of 4 bytes.
         for b in 0..nb {
             // SAFETY: `q`, `qi`, `qabs` hold nb * GROUP * 32 bytes; block b's 8 rows are the
@@ -241,7 +223,7 @@ pub(crate) mod avx2 {
                     _mm256_storeu_si256(s.qi.as_mut_ptr().add(o) as *mut __m256i, *v);
                     _mm256_storeu_si256(
                         s.qabs.as_mut_ptr().add(o) as *mut __m256i,
-                        _mm256_sign_epi8(*v, *v),
+                        abs_or_offset(*v),
                     );
                 }
             }
@@ -383,168 +365,16 @@ pub(crate) mod avx2 {
             _mm256_permute2x128_si256::<0x31>(s0123, s4567),
         )
     }
-
-    /// AVX2 twin of [`super::group_dot_scalar`] (bit-identical).
-    ///
-    /// # Safety
-    /// The CPU must support AVX2, FMA and F16C; `s` must hold the blocks of `acts`' rows and
-    /// token `t` must exist.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(crate) unsafe fn group_dot(
-        s: &GroupScratch,
-        acts: &Acts<'_>,
-        t: usize,
-        out: &mut [f32; GROUP],
-    ) {
-        let (qa, da) = (acts.qs_row(t), acts.d_row(t));
-        let nb = da.len();
-        assert!(
-            s.qi.len() >= nb * GROUP * 32
-                && s.qabs.len() >= nb * GROUP * 32
-                && s.d.len() >= nb * GROUP
-                && qa.len() >= nb * 32
-        );
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); 8];
-        let (wi, wa) = (s.qi.as_ptr() as *const u8, s.qabs.as_ptr());
-        for (b, &dab) in da.iter().enumerate() {
-            // Lane r: the exact integer sum of row r's block b with the token's.
-            let mut isum = _mm256_setzero_si256();
-            for k in 0..8 {
-                let o = (b * 8 + k) * 32;
-                // SAFETY: bounds asserted above (4 values of the token at 32b + 4k; 32 bytes
-                // at o in both interleaved buffers).
-                let (a4, w, wabs) = unsafe {
-                    (
-                        _mm256_set1_epi32(
-                            (qa.as_ptr().add(32 * b + 4 * k) as *const i32).read_unaligned(),
-                        ),
-                        ld(wi.add(o)),
-                        ld(wa.add(o)),
-                    )
-                };
-                let p =
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(wabs, _mm256_sign_epi8(a4, w)), ones);
-                isum = _mm256_add_epi32(isum, p);
-            }
-            // SAFETY: 8 scales at b * GROUP, within the asserted length.
-            let dw = unsafe { _mm256_loadu_ps(s.d.as_ptr().add(b * GROUP)) };
-            let scale = _mm256_mul_ps(dw, _mm256_set1_ps(dab));
-            acc[b % 8] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum), acc[b % 8]);
-        }
-        let sum = _mm256_add_ps(
-            _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
-            _mm256_add_ps(_mm256_add_ps(acc[4], acc[5]), _mm256_add_ps(acc[6], acc[7])),
-        );
-        // SAFETY: 8 floats out.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
-    }
 }
 
 // ------------------------------------------------------------------ Q4_K
-
-/// Bytes of a Q4_K block.
-const Q4K_BYTES: usize = 144;
-
-/// A group of Q4_K rows unpacked, per (block `b`, row `r`) at index `i = b * GROUP + r`:
-/// `q[i * 256..]` the 256 4-bit values as bytes in value order, `sc[i * 128..]` the 8 sub-block
-/// scales each repeated over 16 i16 lanes (ready for `madd`), `mins[i * 8..]` the 8 mins,
-/// `d[i]`, `dmin[i]` the super-block scales (rows beyond the group's count have zero scales).
-#[derive(Default)]
-pub(crate) struct K4Scratch {
-    pub(crate) q: Vec<u8>,
-    pub(crate) sc: Vec<i16>,
-    pub(crate) mins: Vec<i16>,
-    pub(crate) d: Vec<f32>,
-    pub(crate) dmin: Vec<f32>,
-}
-
-impl K4Scratch {
-    fn prepare(&mut self, nb: usize, n_rows: usize) {
-        if self.d.len() != nb * GROUP {
-            self.q = vec![0; nb * GROUP * 256];
-            self.sc = vec![0; nb * GROUP * 128];
-            self.mins = vec![0; nb * GROUP * 8];
-            self.d = vec![0.0; nb * GROUP];
-            self.dmin = vec![0.0; nb * GROUP];
-        }
-        for b in 0..nb {
-            self.d[b * GROUP + n_rows.min(GROUP)..(b + 1) * GROUP].fill(0.0);
-            self.dmin[b * GROUP + n_rows.min(GROUP)..(b + 1) * GROUP].fill(0.0);
-        }
-    }
-}
-
-/// Unpacks `rows` (at most [`GROUP`] rows of `nb` Q4_K blocks) into `s`.
-pub(crate) fn unpack_k4(rows: &[&[u8]], nb: usize, s: &mut K4Scratch) {
-    use crate::quant::k_quants::get_scale_min_k4;
-    s.prepare(nb, rows.len());
-    for (r, row) in rows.iter().enumerate().take(GROUP) {
-        for b in 0..nb {
-            let x = &row[b * Q4K_BYTES..(b + 1) * Q4K_BYTES];
-            let i = b * GROUP + r;
-            s.d[i] = f16_to_f32(u16::from_le_bytes([x[0], x[1]]));
-            s.dmin[i] = f16_to_f32(u16::from_le_bytes([x[2], x[3]]));
-            let scales: &[u8; 12] = x[4..16].try_into().expect("12 bytes");
-            for g in 0..8 {
-                let (sc, m) = get_scale_min_k4(g, scales);
-                s.sc[i * 128 + g * 16..i * 128 + (g + 1) * 16].fill(i16::from(sc));
-                s.mins[i * 8 + g] = i16::from(m);
-                let qs = &x[16 + 32 * (g / 2)..16 + 32 * (g / 2) + 32];
-                for (l, &v) in qs.iter().enumerate() {
-                    s.q[i * 256 + 32 * g + l] = (v >> (4 * (g % 2))) & 0x0f;
-                }
-            }
-        }
-    }
-}
-
-/// `out[r] = dot(row r, token t)` for the group's Q4_K rows (portable twin): per block, the
-/// exact integer sums `I1 = sum_g sc_g * sum_l q * a` and `I2 = sum_g m_g * bsum_g`, then
-/// `acc = fma(d * d_a, I1, acc)` and `acc = fma(-(dmin * d_a), I2, acc)`.
-pub(crate) fn k4_dot_scalar(s: &K4Scratch, acts: &Acts<'_>, t: usize, out: &mut [f32; GROUP]) {
-    let (qa, da, bs) = (acts.qs_row(t), acts.d_row(t), acts.bsums_row(t));
-    for (r, o) in out.iter_mut().enumerate() {
-        let mut acc = 0.0f32;
-        for (b, &yd) in da.iter().enumerate() {
-            let i = b * GROUP + r;
-            let (mut i1, mut i2) = (0i32, 0i32);
-            for g in 0..8 {
-                let q = &s.q[i * 256 + 32 * g..][..32];
-                let a = &qa[256 * b + 32 * g..][..32];
-                let gsum: i32 = q
-                    .iter()
-                    .zip(a)
-                    .map(|(&x, &y)| i32::from(x) * i32::from(y))
-                    .sum();
-                i1 += i32::from(s.sc[i * 128 + g * 16]) * gsum;
-                i2 += i32::from(s.mins[i * 8 + g])
-                    * (i32::from(bs[16 * b + 2 * g]) + i32::from(bs[16 * b + 2 * g + 1]));
-            }
-            acc = (s.d[i] * yd).mul_add(i1 as f32, acc);
-            acc = (-(s.dmin[i] * yd)).mul_add(i2 as f32, acc);
-        }
-        *o = acc;
-    }
-}
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2_k4 {
     use std::arch::x86_64::*;
 
-    use super::avx2::reduce8;
-    use super::{K4Scratch, GROUP};
     use crate::matmul::act::Acts;
     use crate::matmul::x86_avx2::ld;
-
-    /// Lane r = the sum of `m[r]`'s four i32 lanes.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn reduce4(m: &[__m128i; GROUP]) -> __m256i {
-        let m0123 = _mm_hadd_epi32(_mm_hadd_epi32(m[0], m[1]), _mm_hadd_epi32(m[2], m[3]));
-        let m4567 = _mm_hadd_epi32(_mm_hadd_epi32(m[4], m[5]), _mm_hadd_epi32(m[6], m[7]));
-        _mm256_set_m128i(m4567, m0123)
-    }
 
     /// The pair sums of a super-block's 16 bsums (one i16 per 32-value sub-block).
     #[inline]
@@ -626,61 +456,5 @@ pub(crate) mod avx2_k4 {
             _mm256_castsi256_si128(v),
             _mm256_extracti128_si256::<1>(v),
         ))
-    }
-
-    /// AVX2 twin of [`super::k4_dot_scalar`] (bit-identical).
-    ///
-    /// # Safety
-    /// The CPU must support AVX2, FMA and F16C; `s` must hold the blocks of `acts`' rows and
-    /// token `t` must exist.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(crate) unsafe fn k4_dot(s: &K4Scratch, acts: &Acts<'_>, t: usize, out: &mut [f32; GROUP]) {
-        let (qa, da, bs) = (acts.qs_row(t), acts.d_row(t), acts.bsums_row(t));
-        let nb = da.len();
-        assert!(
-            s.d.len() >= nb * GROUP
-                && s.q.len() >= nb * GROUP * 256
-                && s.sc.len() >= nb * GROUP * 128
-                && s.mins.len() >= nb * GROUP * 8
-                && qa.len() >= nb * 256
-                && bs.len() >= nb * 16
-        );
-        let mut acc = _mm256_setzero_ps();
-        for (b, &yd) in da.iter().enumerate() {
-            let a = qa.as_ptr().wrapping_add(256 * b) as *const u8;
-            let bsp = bsum_pairs(&bs[16 * b..]);
-            let mut p = [_mm256_setzero_si256(); GROUP];
-            let mut m = [_mm_setzero_si128(); GROUP];
-            for r in 0..GROUP {
-                let i = b * GROUP + r;
-                let q = s.q.as_ptr().wrapping_add(i * 256);
-                let sc = s.sc.as_ptr().wrapping_add(i * 128) as *const u8;
-                let mut sum = _mm256_setzero_si256();
-                for g in 0..8 {
-                    // SAFETY: within the lengths asserted above.
-                    let (u, av, scv) =
-                        unsafe { (ld(q.add(32 * g)), ld(a.add(32 * g)), ld(sc.add(32 * g))) };
-                    sum =
-                        _mm256_add_epi32(sum, _mm256_madd_epi16(_mm256_maddubs_epi16(u, av), scv));
-                }
-                p[r] = sum;
-                // SAFETY: 8 mins at i * 8, within the asserted length.
-                let mins = unsafe { _mm_loadu_si128(s.mins.as_ptr().add(i * 8) as *const __m128i) };
-                m[r] = _mm_madd_epi16(mins, bsp);
-            }
-            let (i1, i2) = (reduce8(&p), reduce4(&m));
-            // SAFETY: 8 scales at b * GROUP, within the asserted lengths.
-            let (dv, dmv) = unsafe {
-                (
-                    _mm256_loadu_ps(s.d.as_ptr().add(b * GROUP)),
-                    _mm256_loadu_ps(s.dmin.as_ptr().add(b * GROUP)),
-                )
-            };
-            let ydv = _mm256_set1_ps(yd);
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(dv, ydv), _mm256_cvtepi32_ps(i1), acc);
-            acc = _mm256_fnmadd_ps(_mm256_mul_ps(dmv, ydv), _mm256_cvtepi32_ps(i2), acc);
-        }
-        // SAFETY: 8 floats out.
-        unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) };
     }
 }

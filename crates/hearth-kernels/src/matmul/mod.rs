@@ -20,6 +20,7 @@
 pub(crate) mod act;
 pub(crate) mod group;
 pub(crate) mod scalar;
+pub(crate) mod tile;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
@@ -503,10 +504,8 @@ fn kernel_rows(
     if r0 >= r1 {
         return;
     }
-    match k.group {
-        Some(group::GroupKind::Q8) => return group_rows(w, k, acts, out, r0, r1),
-        Some(group::GroupKind::Q4K) => return group_rows_k4(w, k, acts, out, r0, r1),
-        None => {}
+    if let Some(kind) = k.group {
+        return tile_rows(w, k, acts, out, r0, r1, kind);
     }
     if n_tokens == 1 {
         // SAFETY: rows r0..r1 belong to the caller's part alone.
@@ -536,167 +535,135 @@ fn kernel_rows(
     }
 }
 
-/// Token blocks smaller than this read the weights in place instead of unpacking them first.
-const DIRECT_BELOW: usize = 4;
+/// Products of fewer tokens than this run the one-row kernels per token instead of tiles.
+const DIRECT_BELOW: usize = 2;
 
 /// Whether `k` runs the AVX2 group kernels (else their scalar twins).
 fn group_simd(k: &Kernel) -> bool {
     cfg!(target_arch = "x86_64") && k.level >= CpuLevel::Avx2
 }
 
-/// Calls `f(rows, tokens, g0)` for every group of at most [`group::GROUP`] rows `g0..` of
-/// `r0..r1` and every block of [`TOKEN_BLOCK`] tokens, with the rows' bytes.
-fn for_each_group(
-    w: &QMatrix<'_>,
-    n_tokens: usize,
-    r0: usize,
-    r1: usize,
-    mut f: impl FnMut(&[&[u8]], Range<usize>, usize),
-) {
-    use group::GROUP;
-    let (rb, data) = (w.row_bytes, w.data.bytes());
-    for tb in (0..n_tokens).step_by(TOKEN_BLOCK) {
-        let tokens = tb..(tb + TOKEN_BLOCK).min(n_tokens);
-        for g0 in (r0..r1).step_by(GROUP) {
-            let g1 = (g0 + GROUP).min(r1);
-            let mut rows: [&[u8]; GROUP] = [&[]; GROUP];
-            for (slot, r) in rows.iter_mut().zip(g0..g1) {
-                *slot = &data[r * rb..(r + 1) * rb];
-            }
-            f(&rows[..g1 - g0], tokens.clone(), g0);
-        }
-    }
-}
-
-/// The outputs of token `t` for rows `g0..g0 + n` (`out` is `[n_tokens][n_rows]`).
-///
-/// # Safety
-/// The rows must belong to the calling part alone.
-#[allow(clippy::mut_from_ref)]
-unsafe fn group_out<'a>(
-    out: &'a SharedMut<'_, f32>,
-    n_rows: usize,
-    t: usize,
-    g0: usize,
-    n: usize,
-) -> &'a mut [f32] {
-    // SAFETY: forwarded to the caller.
-    unsafe { out.slice(t * n_rows + g0, n) }
-}
-
-/// Decode: every row of a group read in place against each token, `dot(row, t)` (one memory
-/// stream per row).
+/// Decode: every row read in place against each token, `dot(row, t)` (one memory stream
+/// per row).
 #[cfg(target_arch = "x86_64")]
-fn direct_rows(
+fn direct_rows<'d>(
     out: &SharedMut<'_, f32>,
     n_rows: usize,
-    rows: &[&[u8]],
-    tokens: Range<usize>,
-    g0: usize,
+    r0: usize,
+    r1: usize,
+    row: &impl Fn(usize) -> &'d [u8],
+    n_tokens: usize,
     dot: impl Fn(&[u8], usize) -> f32,
 ) {
-    for t in tokens {
-        // SAFETY: rows g0.. are in the caller's range alone.
-        let dst = unsafe { group_out(out, n_rows, t, g0, rows.len()) };
-        for (o, row) in dst.iter_mut().zip(rows) {
-            *o = dot(row, t);
+    for t in 0..n_tokens {
+        // SAFETY: rows r0..r1 are in the caller's range alone.
+        let dst = unsafe { out.slice(t * n_rows + r0, r1 - r0) };
+        for (o, r) in dst.iter_mut().zip(r0..r1) {
+            *o = dot(row(r), t);
         }
     }
 }
 
-/// [`kernel_rows`] with the row-group kernels: each group of rows is unpacked once per block
-/// of tokens and multiplied with every token of it.
-fn group_rows(
+/// [`kernel_rows`] for the types with tile kernels ([`tile`]): one token is multiplied with
+/// each row read in place (decode), several in tiles of [`tile::TILE`] tokens per row, a chunk
+/// of rows at a time for a block of tokens (the chunk stays in cache while the block's tiles
+/// pass over it).
+fn tile_rows(
     w: &QMatrix<'_>,
     k: &Kernel,
     acts: &Acts<'_>,
     out: &SharedMut<'_, f32>,
     r0: usize,
     r1: usize,
+    kind: group::GroupKind,
 ) {
-    use group::{GroupScratch, GROUP};
-    let nb = acts.nb;
+    use group::{GroupKind, GROUP};
+    use tile::{TilePrep, TILE};
+    let (n_rows, n_tokens, rb) = (w.n_rows, acts.n_tokens, w.row_bytes);
+    let data = w.data.bytes();
+    let row = |r: usize| &data[r * rb..(r + 1) * rb];
     let simd = group_simd(k);
-    let mut scratch = GroupScratch::default();
-    let mut res = [0.0f32; GROUP];
-    for_each_group(w, acts.n_tokens, r0, r1, |rows, tokens, g0| {
-        #[cfg(target_arch = "x86_64")]
-        if simd && tokens.len() < DIRECT_BELOW {
+    if !simd {
+        for t in 0..n_tokens {
+            // SAFETY: rows r0..r1 belong to the caller's part alone.
+            let dst = unsafe { out.slice(t * n_rows + r0, r1 - r0) };
+            for (o, r) in dst.iter_mut().zip(r0..r1) {
+                *o = match kind {
+                    GroupKind::Q8 => tile::q8_row_dot_scalar(w.ty, row(r), acts, t),
+                    GroupKind::Q4K => tile::k4_row_dot_scalar(row(r), acts, t),
+                };
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if n_tokens < DIRECT_BELOW {
             // SAFETY: the matrix's level (checked against the CPU) is at least AVX2; each
             // row holds nb blocks; the tokens exist.
-            direct_rows(out, w.n_rows, rows, tokens, g0, |row, t| unsafe {
-                group::avx2::row_dot_direct(w.ty, row, acts, t)
+            direct_rows(out, n_rows, r0, r1, &row, n_tokens, |row, t| unsafe {
+                match kind {
+                    GroupKind::Q8 => group::avx2::row_dot_direct(w.ty, row, acts, t),
+                    GroupKind::Q4K => group::avx2_k4::k4_row_dot_direct(row, acts, t),
+                }
             });
             return;
         }
-        if simd {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
-            // rows hold nb blocks each (the matrix shape was checked).
-            unsafe {
-                group::avx2::unpack_group(w.ty, rows, nb, &mut scratch)
-            };
-        } else {
-            group::unpack_group_scalar(w.ty, rows, nb, &mut scratch);
-        }
-        for t in tokens {
-            if simd {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as above; token t exists.
-                unsafe {
-                    group::avx2::group_dot(&scratch, acts, t, &mut res)
-                };
-            } else {
-                group::group_dot_scalar(&scratch, acts, t, &mut res);
+        let mut preps: Vec<TilePrep> = Vec::new();
+        let (mut scratch, mut res8) = (group::GroupScratch::default(), [[0.0f32; GROUP]; TILE]);
+        let mut res = [0.0f32; TILE];
+        let chunk = match kind {
+            GroupKind::Q8 => GROUP,
+            GroupKind::Q4K => ROW_CHUNK,
+        };
+        let bsums = kind == GroupKind::Q4K;
+        let asums = kind == GroupKind::Q8 && group::unsigned_offset(w.ty) != 0;
+        for tb in (0..n_tokens).step_by(TOKEN_BLOCK) {
+            let tb_end = (tb + TOKEN_BLOCK).min(n_tokens);
+            // The block's tiles, prepared once for all rows.
+            let tiles: Vec<(usize, usize)> = (tb..tb_end)
+                .step_by(TILE)
+                .map(|t0| (t0, TILE.min(tb_end - t0)))
+                .collect();
+            preps.resize_with(tiles.len(), TilePrep::default);
+            for (p, &(t0, nt)) in preps.iter_mut().zip(&tiles) {
+                p.prepare(acts, t0, nt, bsums, asums);
             }
-            // SAFETY: rows g0.. are in the caller's range alone.
-            let dst = unsafe { group_out(out, w.n_rows, t, g0, rows.len()) };
-            dst.copy_from_slice(&res[..rows.len()]);
-        }
-    });
-}
-
-/// [`group_rows`] for Q4_K.
-fn group_rows_k4(
-    w: &QMatrix<'_>,
-    k: &Kernel,
-    acts: &Acts<'_>,
-    out: &SharedMut<'_, f32>,
-    r0: usize,
-    r1: usize,
-) {
-    use group::{K4Scratch, GROUP};
-    let nb = acts.nb;
-    let simd = group_simd(k);
-    let mut scratch = K4Scratch::default();
-    let mut res = [0.0f32; GROUP];
-    for_each_group(w, acts.n_tokens, r0, r1, |rows, tokens, g0| {
-        #[cfg(target_arch = "x86_64")]
-        if simd && tokens.len() < DIRECT_BELOW {
-            // SAFETY: the matrix's level (checked against the CPU) is at least AVX2; each
-            // row holds nb blocks; the tokens exist.
-            direct_rows(out, w.n_rows, rows, tokens, g0, |row, t| unsafe {
-                group::avx2_k4::k4_row_dot_direct(row, acts, t)
-            });
-            return;
-        }
-        group::unpack_k4(rows, nb, &mut scratch);
-        for t in tokens {
-            if simd {
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
-                // rows hold nb blocks each; token t exists.
-                unsafe {
-                    group::avx2_k4::k4_dot(&scratch, acts, t, &mut res)
-                };
-            } else {
-                group::k4_dot_scalar(&scratch, acts, t, &mut res);
+            for rc in (r0..r1).step_by(chunk) {
+                let rc_end = (rc + chunk).min(r1);
+                if kind == GroupKind::Q8 {
+                    let rows: Vec<&[u8]> = (rc..rc_end).map(row).collect();
+                    // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
+                    // rows hold nb blocks each (the matrix shape was checked).
+                    unsafe { group::avx2::unpack_group(w.ty, &rows, acts.nb, &mut scratch) };
+                }
+                for (prep, &(t0, nt)) in preps.iter().zip(&tiles) {
+                    if kind == GroupKind::Q8 {
+                        // SAFETY: as above; `prep` was prepared from `acts`.
+                        unsafe {
+                            tile::avx2::group_dot_tile(w.ty, &scratch, acts, prep, &mut res8)
+                        };
+                        for (j, r8) in res8[..nt].iter().enumerate() {
+                            // SAFETY: rows rc..rc_end are in the caller's range alone.
+                            let dst = unsafe { out.slice((t0 + j) * n_rows + rc, rc_end - rc) };
+                            dst.copy_from_slice(&r8[..rc_end - rc]);
+                        }
+                        continue;
+                    }
+                    for r in rc..rc_end {
+                        // SAFETY: the matrix's level (checked against the CPU) is at least
+                        // AVX2; `prep` was prepared from `acts` with the bsum pairs.
+                        unsafe { tile::avx2::k4_tile(row(r), acts, prep, &mut res) };
+                        for (j, &v) in res[..nt].iter().enumerate() {
+                            // SAFETY: row r is in the caller's range, so element (t0 + j, r)
+                            // is written by no other part.
+                            unsafe { out.slice((t0 + j) * n_rows + r, 1)[0] = v };
+                        }
+                    }
+                }
             }
-            // SAFETY: rows g0.. are in the caller's range alone.
-            let dst = unsafe { group_out(out, w.n_rows, t, g0, rows.len()) };
-            dst.copy_from_slice(&res[..rows.len()]);
         }
-    });
+    }
 }
 
 /// Several products of one input: `outs[i] = ws[i] x` (each `[n_tokens][n_rows_i]`), as

@@ -350,66 +350,76 @@ fn matmul_is_deterministic_across_threads_tiles_and_batching() {
     }
 }
 
-/// The row-group kernels (Q4_0, Q5_0, Q8_0, IQ4_NL): the AVX2 code gives its scalar twin's
-/// bits for groups of every size (all bit patterns of the weights), and both agree with the
-/// f64 reference dot product.
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// The tile kernels of the 32-value block types (Q4_0, Q5_0, Q8_0, IQ4_NL): for groups of
+/// every size, a full and a partial tile, odd block counts and fewer blocks than
+/// accumulators, the AVX2 tile and one-row kernels give the scalar twin's bits (all bit
+/// patterns of the weights), and the twin agrees with the f64 reference dot product.
 #[test]
-fn group_kernels_match_their_scalar_twin_bit_for_bit() {
+fn q8_tile_kernels_match_their_scalar_twin_bit_for_bit() {
     use super::group::{self, GroupScratch, GROUP};
+    use super::tile::{self, TilePrep, TILE};
     let mut rng = Rng(21);
-    let ne0 = 19 * 32;
-    let n_tokens = 3;
+    let n_tokens = 6;
     for ty in [
         GgmlType::Q4_0,
         GgmlType::Q5_0,
         GgmlType::Q8_0,
         GgmlType::IQ4_NL,
     ] {
-        let w = weights(ty, &[0], ne0, GROUP, &mut rng, true);
-        let x = rng.values(n_tokens * ne0, 1.0);
-        let rb = w.len() / GROUP;
-        for n_rows in 1..=GROUP {
-            let rows: Vec<&[u8]> = w.chunks_exact(rb).take(n_rows).collect();
-            for level in CpuLevel::supported() {
-                let acts = acts_for(ActKind::Q8_0, &x, n_tokens, ne0, level);
-                let mut s_ref = GroupScratch::default();
-                group::unpack_group_scalar(ty, &rows, ne0 / 32, &mut s_ref);
-                for t in 0..n_tokens {
-                    let mut want = [0.0f32; GROUP];
-                    group::group_dot_scalar(&s_ref, &acts, t, &mut want);
-                    for (r, row) in rows.iter().enumerate() {
-                        let (exact, mag) = reference_dot(ty, row, &acts, t);
-                        assert!(close(want[r], exact, mag, 1e-5), "{ty} scalar ({t}, {r})");
-                    }
+        for (ne0, raw) in [(19 * 32, true), (5 * 32, true), (16 * 32, false)] {
+            let w = weights(ty, &[0], ne0, GROUP, &mut rng, raw);
+            let x = rng.values(n_tokens * ne0, 1.0);
+            let rb = w.len() / GROUP;
+            for n_rows in 1..=GROUP {
+                let rows: Vec<&[u8]> = w.chunks_exact(rb).take(n_rows).collect();
+                for level in CpuLevel::supported() {
+                    let acts = acts_for(ActKind::Q8_0, &x, n_tokens, ne0, level);
+                    let want: Vec<Vec<f32>> = (0..n_tokens)
+                        .map(|t| {
+                            let v: Vec<f32> = rows
+                                .iter()
+                                .map(|row| tile::q8_row_dot_scalar(ty, row, &acts, t))
+                                .collect();
+                            for (r, row) in rows.iter().enumerate() {
+                                let (exact, mag) = reference_dot(ty, row, &acts, t);
+                                assert!(close(v[r], exact, mag, 1e-5), "{ty} scalar ({t}, {r})");
+                            }
+                            v
+                        })
+                        .collect();
                     #[cfg(target_arch = "x86_64")]
                     if level >= CpuLevel::Avx2 {
                         let mut s = GroupScratch::default();
-                        let mut got = [0.0f32; GROUP];
                         // SAFETY: the level is supported by this CPU.
-                        unsafe {
-                            group::avx2::unpack_group(ty, &rows, ne0 / 32, &mut s);
-                            group::avx2::group_dot(&s, &acts, t, &mut got);
-                            for (r, row) in rows.iter().enumerate() {
-                                let one = group::avx2::row_dot_direct(ty, row, &acts, t);
+                        unsafe { group::avx2::unpack_group(ty, &rows, ne0 / 32, &mut s) };
+                        let asums = group::unsigned_offset(ty) != 0;
+                        for t0 in (0..n_tokens).step_by(TILE) {
+                            let nt = TILE.min(n_tokens - t0);
+                            let mut prep = TilePrep::default();
+                            prep.prepare(&acts, t0, nt, false, asums);
+                            let mut got = [[0.0f32; GROUP]; TILE];
+                            // SAFETY: the level is supported by this CPU.
+                            unsafe { tile::avx2::group_dot_tile(ty, &s, &acts, &prep, &mut got) };
+                            for j in 0..nt {
                                 assert_eq!(
-                                    one.to_bits(),
-                                    want[r].to_bits(),
-                                    "{ty} row {r}: row_dot"
+                                    bits(&got[j][..n_rows]),
+                                    bits(&want[t0 + j]),
+                                    "{ty} ne0 {ne0} tile token {}, {n_rows} rows",
+                                    t0 + j
                                 );
                             }
                         }
-                        assert_eq!(s.q, s_ref.q, "{ty}: unpacked values");
-                        assert_eq!(
-                            got[..n_rows]
-                                .iter()
-                                .map(|v| v.to_bits())
-                                .collect::<Vec<_>>(),
-                            want[..n_rows]
-                                .iter()
-                                .map(|v| v.to_bits())
-                                .collect::<Vec<_>>(),
-                            "{ty} {level} token {t}, {n_rows} rows"
-                        );
+                        for (t, want) in want.iter().enumerate() {
+                            for (r, row) in rows.iter().enumerate() {
+                                // SAFETY: the level is supported by this CPU.
+                                let one = unsafe { group::avx2::row_dot_direct(ty, row, &acts, t) };
+                                assert_eq!(one.to_bits(), want[r].to_bits(), "{ty} row {r}");
+                            }
+                        }
                     }
                 }
             }
@@ -417,50 +427,45 @@ fn group_kernels_match_their_scalar_twin_bit_for_bit() {
     }
 }
 
-/// The Q4_K row-group kernels: AVX2 from the scratch, AVX2 reading the rows in place and the
-/// scalar twin give the same bits for groups of every size, close to the f64 reference.
+/// The Q4_K kernels: the AVX2 tile (a full and a partial tile) and one-row kernels give the
+/// scalar twin's bits, which are close to the f64 reference.
 #[test]
-fn q4_k_group_kernels_match_their_scalar_twin_bit_for_bit() {
-    use super::group::{self, K4Scratch, GROUP};
+fn q4_k_tile_kernels_match_their_scalar_twin_bit_for_bit() {
+    use super::tile::{self, TilePrep, TILE};
     let mut rng = Rng(23);
-    let ne0 = 2 * QK_K;
-    let n_tokens = 3;
+    let n_tokens = 7;
     let ty = GgmlType::Q4_K;
-    for raw in [false, true] {
-        let w = weights(ty, &[0, 2], ne0, GROUP, &mut rng, raw);
+    for (ne0, raw) in [(2 * QK_K, true), (3 * QK_K, false)] {
+        let n_rows = 5;
+        let w = weights(ty, &[0, 2], ne0, n_rows, &mut rng, raw);
         let x = rng.values(n_tokens * ne0, 1.0);
-        let rb = w.len() / GROUP;
-        for n_rows in 1..=GROUP {
-            let rows: Vec<&[u8]> = w.chunks_exact(rb).take(n_rows).collect();
-            for level in CpuLevel::supported() {
-                let acts = acts_for(ActKind::Q8K, &x, n_tokens, ne0, level);
-                let mut s = K4Scratch::default();
-                group::unpack_k4(&rows, ne0 / QK_K, &mut s);
-                for t in 0..n_tokens {
-                    let mut want = [0.0f32; GROUP];
-                    group::k4_dot_scalar(&s, &acts, t, &mut want);
-                    for (r, row) in rows.iter().enumerate() {
-                        let (exact, mag) = reference_dot(ty, row, &acts, t);
-                        assert!(close(want[r], exact, mag, 1e-5), "scalar ({t}, {r})");
-                    }
-                    #[cfg(target_arch = "x86_64")]
-                    if level >= CpuLevel::Avx2 {
-                        let mut got = [0.0f32; GROUP];
+        let rows: Vec<&[u8]> = w.chunks_exact(w.len() / n_rows).collect();
+        for level in CpuLevel::supported() {
+            let acts = acts_for(ActKind::Q8K, &x, n_tokens, ne0, level);
+            for (r, row) in rows.iter().enumerate() {
+                let want: Vec<f32> = (0..n_tokens)
+                    .map(|t| tile::k4_row_dot_scalar(row, &acts, t))
+                    .collect();
+                for (t, &v) in want.iter().enumerate() {
+                    let (exact, mag) = reference_dot(ty, row, &acts, t);
+                    assert!(close(v, exact, mag, 1e-5), "scalar ({t}, {r})");
+                }
+                #[cfg(target_arch = "x86_64")]
+                if level >= CpuLevel::Avx2 {
+                    for t0 in (0..n_tokens).step_by(TILE) {
+                        let nt = TILE.min(n_tokens - t0);
+                        let mut prep = TilePrep::default();
+                        prep.prepare(&acts, t0, nt, true, false);
+                        let mut got = [0.0f32; TILE];
                         // SAFETY: the level is supported by this CPU.
-                        unsafe {
-                            group::avx2_k4::k4_dot(&s, &acts, t, &mut got);
-                        }
-                        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                        assert_eq!(
-                            bits(&got[..n_rows]),
-                            bits(&want[..n_rows]),
-                            "scratch, {n_rows} rows"
-                        );
-                        for (r, row) in rows.iter().enumerate() {
-                            // SAFETY: the level is supported by this CPU.
-                            let one = unsafe { group::avx2_k4::k4_row_dot_direct(row, &acts, t) };
-                            assert_eq!(one.to_bits(), want[r].to_bits(), "row direct ({t}, {r})");
-                        }
+                        unsafe { tile::avx2::k4_tile(row, &acts, &prep, &mut got) };
+                        assert_eq!(bits(&got[..nt]), bits(&want[t0..t0 + nt]), "tile at {t0}");
+                    }
+                    for (t, &v) in want.iter().enumerate() {
+                        // SAFETY: the level is supported by this CPU.
+                        let one =
+                            unsafe { super::group::avx2_k4::k4_row_dot_direct(row, &acts, t) };
+                        assert_eq!(one.to_bits(), v.to_bits(), "row direct ({t}, {r})");
                     }
                 }
             }

@@ -1,0 +1,357 @@
+//! Token-tile kernels for prompt processing: one weight row, read in place, times [`TILE`]
+//! tokens at once.
+//!
+//! Each weight block is loaded and unpacked once into registers and multiplied with the same
+//! block of the four tokens, so the unpacking and the weight loads are shared by the tile and
+//! nothing is written back to memory between the two (the row-group kernels before these
+//! unpacked eight rows into a scratch buffer and read it back per token). The per-token
+//! float work runs on four lanes at once, with the tokens' block scales (and Q4_K's bsum
+//! pairs) transposed once per tile ([`TilePrep`]) for all rows.
+//!
+//! The numerics are those of the one-row kernels, per row and token: for the 32-value block
+//! types eight accumulators with block `b` going to accumulator `b % 8` as
+//! `acc[b % 8] = fma(d_w[b] * d_x[b], float(isum_b), acc[b % 8])`, summed as
+//! `((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))`; for Q4_K per super-block the exact
+//! integer sums `I1 = sum_g sc_g * sum_l q * a` and `I2 = sum_g m_g * bsum_g`, then
+//! `acc = fma(d * d_a, I1, acc)` and `acc = fma(-(dmin * d_a), I2, acc)`. The scalar twins
+//! here compute exactly that, so a token's result has the same bits whichever kernel ran it,
+//! alone (decode) or in a tile (prefill).
+
+#![allow(unsafe_code)]
+
+use hearth_gguf::GgmlType;
+
+use super::act::Acts;
+use super::group::{block_bytes, sum8, unpack_block};
+use crate::quant::f16_to_f32;
+use crate::quant::k_quants::get_scale_min_k4;
+
+/// Tokens per tile.
+pub(crate) const TILE: usize = 4;
+
+/// Bytes of a Q4_K block.
+const Q4K_BYTES: usize = 144;
+
+/// The tokens of one tile and their per-block data, transposed for the kernels.
+#[derive(Default)]
+pub(crate) struct TilePrep {
+    /// The tile's tokens (a tile of fewer than [`TILE`] repeats its last token; the extra
+    /// results are dropped by the caller).
+    pub(crate) t: [usize; TILE],
+    /// `dx[b * TILE + j]`: token `t[j]`'s scale of block `b`.
+    pub(crate) dx: Vec<f32>,
+    /// Q8_K only: `bsp[(b * TILE + j) * 8 + g]`: the sum of token `t[j]`'s two bsums of
+    /// sub-block `g` of super-block `b`.
+    pub(crate) bsp: Vec<i16>,
+    /// Q8_0 with `asums` only: `asum[b * TILE + j]`: the sum of token `t[j]`'s 32 values of
+    /// block `b`.
+    pub(crate) asum: Vec<i32>,
+}
+
+impl TilePrep {
+    /// Prepares tokens `t0..t0 + nt` (`1 <= nt <= TILE`, all existing); `bsums`: also the
+    /// bsum pairs (Q8_K activations); `asums`: also the block sums (Q8_0 activations).
+    pub(crate) fn prepare(
+        &mut self,
+        acts: &Acts<'_>,
+        t0: usize,
+        nt: usize,
+        bsums: bool,
+        asums: bool,
+    ) {
+        assert!((1..=TILE).contains(&nt) && t0 + nt <= acts.n_tokens);
+        let nb = acts.nb;
+        self.t = std::array::from_fn(|j| t0 + j.min(nt - 1));
+        self.dx.resize(nb * TILE, 0.0);
+        for (j, &t) in self.t.iter().enumerate() {
+            for (b, &d) in acts.d_row(t).iter().enumerate().take(nb) {
+                self.dx[b * TILE + j] = d;
+            }
+        }
+        if asums {
+            self.asum.resize(nb * TILE, 0);
+            for (j, &t) in self.t.iter().enumerate() {
+                for (b, a) in acts.qs_row(t).chunks_exact(32).enumerate().take(nb) {
+                    self.asum[b * TILE + j] = a.iter().map(|&v| i32::from(v)).sum();
+                }
+            }
+        }
+        if bsums {
+            self.bsp.resize(nb * TILE * 8, 0);
+            for (j, &t) in self.t.iter().enumerate() {
+                let bs = acts.bsums_row(t);
+                for b in 0..nb {
+                    for g in 0..8 {
+                        self.bsp[(b * TILE + j) * 8 + g] =
+                            bs[16 * b + 2 * g].saturating_add(bs[16 * b + 2 * g + 1]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dot(row, token t)` for the 32-value block types of [`super::group`] (portable twin of
+/// the tile and one-row kernels).
+pub(crate) fn q8_row_dot_scalar(ty: GgmlType, row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
+    let (qa, da) = (acts.qs_row(t), acts.d_row(t));
+    let bb = block_bytes(ty);
+    let mut acc = [0.0f32; 8];
+    let mut q = [0i8; 32];
+    for (b, &dx) in da.iter().enumerate() {
+        let d = unpack_block(ty, &row[b * bb..(b + 1) * bb], &mut q);
+        let isum: i32 = q
+            .iter()
+            .zip(&qa[b * 32..(b + 1) * 32])
+            .map(|(&x, &y)| i32::from(x) * i32::from(y))
+            .sum();
+        acc[b % 8] = (d * dx).mul_add(isum as f32, acc[b % 8]);
+    }
+    sum8(&acc)
+}
+
+/// `dot(row, token t)` for Q4_K times Q8_K (portable twin of the tile and one-row kernels).
+pub(crate) fn k4_row_dot_scalar(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
+    let (qa, da, bs) = (acts.qs_row(t), acts.d_row(t), acts.bsums_row(t));
+    let mut acc = 0.0f32;
+    for (b, &yd) in da.iter().enumerate() {
+        let x = &row[b * Q4K_BYTES..(b + 1) * Q4K_BYTES];
+        let d = f16_to_f32(u16::from_le_bytes([x[0], x[1]]));
+        let dmin = f16_to_f32(u16::from_le_bytes([x[2], x[3]]));
+        let scales: &[u8; 12] = x[4..16].try_into().expect("12 bytes");
+        let (mut i1, mut i2) = (0i32, 0i32);
+        for g in 0..8 {
+            let (sc, m) = get_scale_min_k4(g, scales);
+            let qs = &x[16 + 32 * (g / 2)..16 + 32 * (g / 2) + 32];
+            let a = &qa[256 * b + 32 * g..256 * b + 32 * (g + 1)];
+            let gsum: i32 = qs
+                .iter()
+                .zip(a)
+                .map(|(&v, &y)| i32::from((v >> (4 * (g % 2))) & 0x0f) * i32::from(y))
+                .sum();
+            i1 += i32::from(sc) * gsum;
+            i2 +=
+                i32::from(m) * (i32::from(bs[16 * b + 2 * g]) + i32::from(bs[16 * b + 2 * g + 1]));
+        }
+        acc = (d * yd).mul_add(i1 as f32, acc);
+        acc = (-(dmin * yd)).mul_add(i2 as f32, acc);
+    }
+    acc
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{TilePrep, Q4K_BYTES, TILE};
+    use crate::matmul::act::Acts;
+    use crate::matmul::group::{self, GroupScratch, GROUP};
+    use crate::matmul::x86_avx2::{bcast_i16, f16c, k4_scales_mins, ld};
+    use hearth_gguf::GgmlType;
+
+    /// The tile's four activation rows, checked to hold `len` bytes each.
+    fn act_ptrs(acts: &Acts<'_>, prep: &TilePrep, len: usize) -> [*const u8; TILE] {
+        std::array::from_fn(|j| {
+            let q = acts.qs_row(prep.t[j]);
+            assert!(q.len() >= len, "activation row");
+            q.as_ptr() as *const u8
+        })
+    }
+
+    /// `out[j][r] = dot(row r of the group, token prep.t[j])` for a group of rows of a
+    /// 32-value block type unpacked by [`group::avx2::unpack_group`] (bit-identical to
+    /// [`group::group_dot_scalar`] for each token).
+    ///
+    /// The interleaved layout puts row r's sums in lane r, so a block needs no horizontal
+    /// reduction; the weights of each 4-value slice are loaded once for the four tokens.
+    /// Accumulator `m` of every (row, token) is computed in a pass over the blocks
+    /// `b = m, m + 8, ...` (the same additions in the same order as block by block).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; `prep` must be prepared from `acts`, whose
+    /// rows have the blocks `s` was unpacked with.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn group_dot_tile(
+        ty: GgmlType,
+        s: &GroupScratch,
+        acts: &Acts<'_>,
+        prep: &TilePrep,
+        out: &mut [[f32; GROUP]; TILE],
+    ) {
+        // SAFETY: forwarded.
+        unsafe {
+            match group::unsigned_offset(ty) {
+                8 => group_dot_tile_t::<8>(s, acts, prep, out),
+                16 => group_dot_tile_t::<16>(s, acts, prep, out),
+                _ => group_dot_tile_t::<0>(s, acts, prep, out),
+            }
+        }
+    }
+
+    /// [`group_dot_tile`] for values with the unsigned offset `OFF` (0: the sign trick).
+    ///
+    /// With an offset, `qabs` holds `q + OFF` (0..2 * OFF), so `maddubs` multiplies the
+    /// unsigned weights with the signed activations directly and several of its 16-bit results
+    /// can be added before widening (`2 * 15 * 127 * 8` and `2 * 31 * 127 * 4` fit in i16);
+    /// the exact block sum is then `sum((q + OFF) * a) - OFF * sum(a)`.
+    ///
+    /// # Safety
+    /// As [`group_dot_tile`]; with an offset, `prep` must hold the block sums.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn group_dot_tile_t<const OFF: i32>(
+        s: &GroupScratch,
+        acts: &Acts<'_>,
+        prep: &TilePrep,
+        out: &mut [[f32; GROUP]; TILE],
+    ) {
+        let nb = acts.nb;
+        assert!(
+            s.qi.len() >= nb * GROUP * 32
+                && s.qabs.len() >= nb * GROUP * 32
+                && s.d.len() >= nb * GROUP
+                && prep.dx.len() >= nb * TILE
+                && (OFF == 0 || prep.asum.len() >= nb * TILE)
+        );
+        let qa = act_ptrs(acts, prep, nb * 32);
+        let ones = _mm256_set1_epi16(1);
+        let (wi, wa) = (s.qi.as_ptr() as *const u8, s.qabs.as_ptr());
+        // 16-bit partial sums per widening: all 8 slices (Q4_0), 4 (Q5_0).
+        let run = if OFF == 8 { 8 } else { 4 };
+        let mut part = [[_mm256_setzero_ps(); TILE]; 8];
+        for (m, part) in part.iter_mut().enumerate().take(nb) {
+            let mut acc = [_mm256_setzero_ps(); TILE];
+            for b in (m..nb).step_by(8) {
+                let mut isum = [_mm256_setzero_si256(); TILE];
+                // The four tokens' 4 values at 32b + 4k, broadcast.
+                let a4 = |j: usize, k: usize| {
+                    // SAFETY: 4 values at 32b + 4k of a row of nb * 32 (checked).
+                    unsafe {
+                        _mm256_set1_epi32(
+                            (qa[j].add(32 * b + 4 * k) as *const i32).read_unaligned(),
+                        )
+                    }
+                };
+                if OFF == 0 {
+                    for k in 0..8 {
+                        let o = (b * 8 + k) * 32;
+                        // SAFETY: 32 bytes at o < nb * GROUP * 32 in both buffers (asserted).
+                        let (w, wabs) = unsafe { (ld(wi.add(o)), ld(wa.add(o))) };
+                        for (j, is) in isum.iter_mut().enumerate() {
+                            let p = _mm256_maddubs_epi16(wabs, _mm256_sign_epi8(a4(j, k), w));
+                            *is = _mm256_add_epi32(*is, _mm256_madd_epi16(p, ones));
+                        }
+                    }
+                } else {
+                    for k0 in (0..8).step_by(run) {
+                        let mut s16 = [_mm256_setzero_si256(); TILE];
+                        for k in k0..k0 + run {
+                            // SAFETY: 32 bytes at o < nb * GROUP * 32 (asserted).
+                            let wu = unsafe { ld(wa.add((b * 8 + k) * 32)) };
+                            for (j, s) in s16.iter_mut().enumerate() {
+                                *s = _mm256_add_epi16(*s, _mm256_maddubs_epi16(wu, a4(j, k)));
+                            }
+                        }
+                        for (is, s) in isum.iter_mut().zip(&s16) {
+                            *is = _mm256_add_epi32(*is, _mm256_madd_epi16(*s, ones));
+                        }
+                    }
+                    for (j, is) in isum.iter_mut().enumerate() {
+                        let corr = _mm256_set1_epi32(OFF * prep.asum[b * TILE + j]);
+                        *is = _mm256_sub_epi32(*is, corr);
+                    }
+                }
+                // SAFETY: 8 scales at b * GROUP; 4 at b * TILE (asserted).
+                let dw = unsafe { _mm256_loadu_ps(s.d.as_ptr().add(b * GROUP)) };
+                for (j, (a, is)) in acc.iter_mut().zip(&isum).enumerate() {
+                    let dx = _mm256_set1_ps(prep.dx[b * TILE + j]);
+                    *a = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(*is), *a);
+                }
+            }
+            *part = acc;
+        }
+        for (j, o) in out.iter_mut().enumerate() {
+            let p = |m: usize| part[m][j];
+            let sum = _mm256_add_ps(
+                _mm256_add_ps(_mm256_add_ps(p(0), p(1)), _mm256_add_ps(p(2), p(3))),
+                _mm256_add_ps(_mm256_add_ps(p(4), p(5)), _mm256_add_ps(p(6), p(7))),
+            );
+            // SAFETY: 8 floats out.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), sum) };
+        }
+    }
+
+    /// `out[j] = dot(row, token prep.t[j])` for a Q4_K row (bit-identical to
+    /// [`super::k4_row_dot_scalar`]).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; `prep` must be prepared from `acts` with the
+    /// bsum pairs.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn k4_tile(
+        row: &[u8],
+        acts: &Acts<'_>,
+        prep: &TilePrep,
+        out: &mut [f32; TILE],
+    ) {
+        let nb = acts.nb;
+        assert!(
+            row.len() >= nb * Q4K_BYTES
+                && prep.dx.len() >= nb * TILE
+                && prep.bsp.len() >= nb * TILE * 8
+        );
+        let qa = act_ptrs(acts, prep, nb * 256);
+        let m4 = _mm256_set1_epi8(0x0f);
+        let mut acc = _mm_setzero_ps();
+        for b in 0..nb {
+            let x: &[u8; Q4K_BYTES] = row[b * Q4K_BYTES..(b + 1) * Q4K_BYTES]
+                .try_into()
+                .expect("block");
+            let ms = k4_scales_mins(x[4..16].try_into().expect("12 bytes"));
+            let scales = _mm256_permute2x128_si256::<0x00>(ms, ms);
+            let mins = _mm256_extracti128_si256::<1>(ms);
+            // Two tokens at a time (four would need more than the 16 vector registers).
+            let mut sum = [_mm256_setzero_si256(); TILE];
+            for pair in sum.chunks_exact_mut(2).enumerate() {
+                let (jp, sums) = pair;
+                for q in 0..4 {
+                    // SAFETY: bytes 16 + 32q .. +32 of the block.
+                    let raw = unsafe { ld(x.as_ptr().add(16 + 32 * q)) };
+                    let lo = _mm256_and_si256(raw, m4);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
+                    let (s_lo, s_hi) = (bcast_i16(scales, 2 * q), bcast_i16(scales, 2 * q + 1));
+                    for (j, s) in sums.iter_mut().enumerate() {
+                        // SAFETY: quants 256b + 64q .. +64 of a row checked to hold nb * 256.
+                        let (a_lo, a_hi) = unsafe {
+                            let a = qa[2 * jp + j].add(256 * b + 64 * q);
+                            (ld(a), ld(a.add(32)))
+                        };
+                        let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo), s_lo);
+                        let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a_hi), s_hi);
+                        *s = _mm256_add_epi32(*s, _mm256_add_epi32(p_lo, p_hi));
+                    }
+                }
+            }
+            let h = _mm256_hadd_epi32(
+                _mm256_hadd_epi32(sum[0], sum[1]),
+                _mm256_hadd_epi32(sum[2], sum[3]),
+            );
+            let i1 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
+            let m: [__m128i; TILE] = std::array::from_fn(|j| {
+                // SAFETY: 8 i16 at (b * TILE + j) * 8 (length asserted above).
+                let bsp = unsafe {
+                    _mm_loadu_si128(prep.bsp.as_ptr().add((b * TILE + j) * 8) as *const __m128i)
+                };
+                _mm_madd_epi16(mins, bsp)
+            });
+            let i2 = _mm_hadd_epi32(_mm_hadd_epi32(m[0], m[1]), _mm_hadd_epi32(m[2], m[3]));
+            // SAFETY: 4 scales at b * TILE (length asserted above).
+            let yd = unsafe { _mm_loadu_ps(prep.dx.as_ptr().add(b * TILE)) };
+            let d = _mm_set1_ps(f16c(u16::from_le_bytes([x[0], x[1]])));
+            let dm = _mm_set1_ps(f16c(u16::from_le_bytes([x[2], x[3]])));
+            acc = _mm_fmadd_ps(_mm_mul_ps(d, yd), _mm_cvtepi32_ps(i1), acc);
+            acc = _mm_fnmadd_ps(_mm_mul_ps(dm, yd), _mm_cvtepi32_ps(i2), acc);
+        }
+        // SAFETY: 4 floats out.
+        unsafe { _mm_storeu_ps(out.as_mut_ptr(), acc) };
+    }
+}
