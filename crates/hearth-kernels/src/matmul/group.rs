@@ -187,37 +187,7 @@ pub(crate) mod avx2 {
             // 256 bytes at b * 256.
             unsafe {
                 let src = s.q.as_ptr().add(b * GROUP * 32) as *const u8;
-                let r: [__m256i; 8] = std::array::from_fn(|i| ld(src.add(32 * i)));
-                let t: [__m256i; 8] = [
-                    _mm256_unpacklo_epi32(r[0], r[1]),
-                    _mm256_unpackhi_epi32(r[0], r[1]),
-                    _mm256_unpacklo_epi32(r[2], r[3]),
-                    _mm256_unpackhi_epi32(r[2], r[3]),
-                    _mm256_unpacklo_epi32(r[4], r[5]),
-                    _mm256_unpackhi_epi32(r[4], r[5]),
-                    _mm256_unpacklo_epi32(r[6], r[7]),
-                    _mm256_unpackhi_epi32(r[6], r[7]),
-                ];
-                let u: [__m256i; 8] = [
-                    _mm256_unpacklo_epi64(t[0], t[2]),
-                    _mm256_unpackhi_epi64(t[0], t[2]),
-                    _mm256_unpacklo_epi64(t[1], t[3]),
-                    _mm256_unpackhi_epi64(t[1], t[3]),
-                    _mm256_unpacklo_epi64(t[4], t[6]),
-                    _mm256_unpackhi_epi64(t[4], t[6]),
-                    _mm256_unpacklo_epi64(t[5], t[7]),
-                    _mm256_unpackhi_epi64(t[5], t[7]),
-                ];
-                let out: [__m256i; 8] = [
-                    _mm256_permute2x128_si256::<0x20>(u[0], u[4]),
-                    _mm256_permute2x128_si256::<0x20>(u[1], u[5]),
-                    _mm256_permute2x128_si256::<0x20>(u[2], u[6]),
-                    _mm256_permute2x128_si256::<0x20>(u[3], u[7]),
-                    _mm256_permute2x128_si256::<0x31>(u[0], u[4]),
-                    _mm256_permute2x128_si256::<0x31>(u[1], u[5]),
-                    _mm256_permute2x128_si256::<0x31>(u[2], u[6]),
-                    _mm256_permute2x128_si256::<0x31>(u[3], u[7]),
-                ];
+                let out = interleave8(std::array::from_fn(|i| ld(src.add(32 * i))));
                 for (k, v) in out.iter().enumerate() {
                     let o = (b * 8 + k) * 32;
                     _mm256_storeu_si256(s.qi.as_mut_ptr().add(o) as *mut __m256i, *v);
@@ -230,9 +200,47 @@ pub(crate) mod avx2 {
         }
     }
 
+    /// The interleaved layout of one block of eight rows: `r[i]` holds row i's 32 values;
+    /// vector k of the result holds values 4k..4k + 4 of rows 0..8 (a transpose of 8 x 8
+    /// groups of 4 bytes).
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) fn interleave8(r: [__m256i; 8]) -> [__m256i; 8] {
+        let t: [__m256i; 8] = [
+            _mm256_unpacklo_epi32(r[0], r[1]),
+            _mm256_unpackhi_epi32(r[0], r[1]),
+            _mm256_unpacklo_epi32(r[2], r[3]),
+            _mm256_unpackhi_epi32(r[2], r[3]),
+            _mm256_unpacklo_epi32(r[4], r[5]),
+            _mm256_unpackhi_epi32(r[4], r[5]),
+            _mm256_unpacklo_epi32(r[6], r[7]),
+            _mm256_unpackhi_epi32(r[6], r[7]),
+        ];
+        let u: [__m256i; 8] = [
+            _mm256_unpacklo_epi64(t[0], t[2]),
+            _mm256_unpackhi_epi64(t[0], t[2]),
+            _mm256_unpacklo_epi64(t[1], t[3]),
+            _mm256_unpackhi_epi64(t[1], t[3]),
+            _mm256_unpacklo_epi64(t[4], t[6]),
+            _mm256_unpackhi_epi64(t[4], t[6]),
+            _mm256_unpacklo_epi64(t[5], t[7]),
+            _mm256_unpackhi_epi64(t[5], t[7]),
+        ];
+        [
+            _mm256_permute2x128_si256::<0x20>(u[0], u[4]),
+            _mm256_permute2x128_si256::<0x20>(u[1], u[5]),
+            _mm256_permute2x128_si256::<0x20>(u[2], u[6]),
+            _mm256_permute2x128_si256::<0x20>(u[3], u[7]),
+            _mm256_permute2x128_si256::<0x31>(u[0], u[4]),
+            _mm256_permute2x128_si256::<0x31>(u[1], u[5]),
+            _mm256_permute2x128_si256::<0x31>(u[2], u[6]),
+            _mm256_permute2x128_si256::<0x31>(u[3], u[7]),
+        ]
+    }
+
     /// One row times token `t`, reading the row in place from start to end (one memory stream,
     /// which the hardware prefetcher follows; for decoding). Bit-identical to the row's lane
-    /// of [`group_dot`]: the integer sums of eight blocks at a time are reduced into one
+    /// of the tile kernels: the integer sums of eight blocks at a time are reduced into one
     /// vector whose lane k is accumulator k.
     ///
     /// # Safety

@@ -610,12 +610,9 @@ fn tile_rows(
             return;
         }
         let mut preps: Vec<TilePrep> = Vec::new();
-        let (mut scratch, mut res8) = (group::GroupScratch::default(), [[0.0f32; GROUP]; TILE]);
-        let mut res = [0.0f32; TILE];
-        let chunk = match kind {
-            GroupKind::Q8 => GROUP,
-            GroupKind::Q4K => ROW_CHUNK,
-        };
+        let mut q8 = group::GroupScratch::default();
+        let mut k4 = tile::K4Group::default();
+        let mut res = [[0.0f32; GROUP]; TILE];
         let bsums = kind == GroupKind::Q4K;
         let asums = kind == GroupKind::Q8 && group::unsigned_offset(w.ty) != 0;
         for tb in (0..n_tokens).step_by(TOKEN_BLOCK) {
@@ -629,36 +626,32 @@ fn tile_rows(
             for (p, &(t0, nt)) in preps.iter_mut().zip(&tiles) {
                 p.prepare(acts, t0, nt, bsums, asums);
             }
-            for rc in (r0..r1).step_by(chunk) {
-                let rc_end = (rc + chunk).min(r1);
-                if kind == GroupKind::Q8 {
-                    let rows: Vec<&[u8]> = (rc..rc_end).map(row).collect();
-                    // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
-                    // rows hold nb blocks each (the matrix shape was checked).
-                    unsafe { group::avx2::unpack_group(w.ty, &rows, acts.nb, &mut scratch) };
+            for g0 in (r0..r1).step_by(GROUP) {
+                let g1 = (g0 + GROUP).min(r1);
+                let rows: Vec<&[u8]> = (g0..g1).map(row).collect();
+                // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
+                // rows hold nb blocks each (the matrix shape was checked).
+                unsafe {
+                    match kind {
+                        GroupKind::Q8 => group::avx2::unpack_group(w.ty, &rows, acts.nb, &mut q8),
+                        GroupKind::Q4K => tile::avx2::k4_unpack_group(&rows, acts.nb, &mut k4),
+                    }
                 }
                 for (prep, &(t0, nt)) in preps.iter().zip(&tiles) {
-                    if kind == GroupKind::Q8 {
-                        // SAFETY: as above; `prep` was prepared from `acts`.
-                        unsafe {
-                            tile::avx2::group_dot_tile(w.ty, &scratch, acts, prep, &mut res8)
-                        };
-                        for (j, r8) in res8[..nt].iter().enumerate() {
-                            // SAFETY: rows rc..rc_end are in the caller's range alone.
-                            let dst = unsafe { out.slice((t0 + j) * n_rows + rc, rc_end - rc) };
-                            dst.copy_from_slice(&r8[..rc_end - rc]);
+                    // SAFETY: as above; `prep` was prepared from `acts` (with the bsum pairs
+                    // for Q4_K, the block sums for the offset types).
+                    unsafe {
+                        match kind {
+                            GroupKind::Q8 => {
+                                tile::avx2::group_dot_tile(w.ty, &q8, acts, prep, &mut res)
+                            }
+                            GroupKind::Q4K => tile::avx2::k4_group_tile(&k4, acts, prep, &mut res),
                         }
-                        continue;
                     }
-                    for r in rc..rc_end {
-                        // SAFETY: the matrix's level (checked against the CPU) is at least
-                        // AVX2; `prep` was prepared from `acts` with the bsum pairs.
-                        unsafe { tile::avx2::k4_tile(row(r), acts, prep, &mut res) };
-                        for (j, &v) in res[..nt].iter().enumerate() {
-                            // SAFETY: row r is in the caller's range, so element (t0 + j, r)
-                            // is written by no other part.
-                            unsafe { out.slice((t0 + j) * n_rows + r, 1)[0] = v };
-                        }
+                    for (j, r8) in res[..nt].iter().enumerate() {
+                        // SAFETY: rows g0..g1 are in the caller's range alone.
+                        let dst = unsafe { out.slice((t0 + j) * n_rows + g0, g1 - g0) };
+                        dst.copy_from_slice(&r8[..g1 - g0]);
                     }
                 }
             }

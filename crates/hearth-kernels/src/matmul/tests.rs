@@ -427,45 +427,64 @@ fn q8_tile_kernels_match_their_scalar_twin_bit_for_bit() {
     }
 }
 
-/// The Q4_K kernels: the AVX2 tile (a full and a partial tile) and one-row kernels give the
-/// scalar twin's bits, which are close to the f64 reference.
+/// The Q4_K kernels: for groups of every size and a full and a partial tile, the AVX2 tile
+/// kernel (from the unpacked group) and the one-row kernel give the scalar twin's bits, which
+/// are close to the f64 reference.
 #[test]
 fn q4_k_tile_kernels_match_their_scalar_twin_bit_for_bit() {
-    use super::tile::{self, TilePrep, TILE};
+    use super::group::GROUP;
+    use super::tile::{self, K4Group, TilePrep, TILE};
     let mut rng = Rng(23);
     let n_tokens = 7;
     let ty = GgmlType::Q4_K;
     for (ne0, raw) in [(2 * QK_K, true), (3 * QK_K, false)] {
-        let n_rows = 5;
-        let w = weights(ty, &[0, 2], ne0, n_rows, &mut rng, raw);
+        let w = weights(ty, &[0, 2], ne0, GROUP, &mut rng, raw);
         let x = rng.values(n_tokens * ne0, 1.0);
-        let rows: Vec<&[u8]> = w.chunks_exact(w.len() / n_rows).collect();
+        let all: Vec<&[u8]> = w.chunks_exact(w.len() / GROUP).collect();
         for level in CpuLevel::supported() {
             let acts = acts_for(ActKind::Q8K, &x, n_tokens, ne0, level);
-            for (r, row) in rows.iter().enumerate() {
-                let want: Vec<f32> = (0..n_tokens)
-                    .map(|t| tile::k4_row_dot_scalar(row, &acts, t))
-                    .collect();
-                for (t, &v) in want.iter().enumerate() {
+            let want: Vec<Vec<f32>> = (0..n_tokens)
+                .map(|t| {
+                    all.iter()
+                        .map(|row| tile::k4_row_dot_scalar(row, &acts, t))
+                        .collect()
+                })
+                .collect();
+            for (t, want) in want.iter().enumerate() {
+                for (r, row) in all.iter().enumerate() {
                     let (exact, mag) = reference_dot(ty, row, &acts, t);
-                    assert!(close(v, exact, mag, 1e-5), "scalar ({t}, {r})");
+                    assert!(close(want[r], exact, mag, 1e-5), "scalar ({t}, {r})");
                 }
-                #[cfg(target_arch = "x86_64")]
-                if level >= CpuLevel::Avx2 {
+            }
+            #[cfg(target_arch = "x86_64")]
+            if level >= CpuLevel::Avx2 {
+                for n_rows in 1..=GROUP {
+                    let mut s = K4Group::default();
+                    // SAFETY: the level is supported by this CPU.
+                    unsafe { tile::avx2::k4_unpack_group(&all[..n_rows], ne0 / QK_K, &mut s) };
                     for t0 in (0..n_tokens).step_by(TILE) {
                         let nt = TILE.min(n_tokens - t0);
                         let mut prep = TilePrep::default();
                         prep.prepare(&acts, t0, nt, true, false);
-                        let mut got = [0.0f32; TILE];
+                        let mut got = [[0.0f32; GROUP]; TILE];
                         // SAFETY: the level is supported by this CPU.
-                        unsafe { tile::avx2::k4_tile(row, &acts, &prep, &mut got) };
-                        assert_eq!(bits(&got[..nt]), bits(&want[t0..t0 + nt]), "tile at {t0}");
+                        unsafe { tile::avx2::k4_group_tile(&s, &acts, &prep, &mut got) };
+                        for j in 0..nt {
+                            assert_eq!(
+                                bits(&got[j][..n_rows]),
+                                bits(&want[t0 + j][..n_rows]),
+                                "tile token {}, {n_rows} rows",
+                                t0 + j
+                            );
+                        }
                     }
-                    for (t, &v) in want.iter().enumerate() {
+                }
+                for (t, want) in want.iter().enumerate() {
+                    for (r, row) in all.iter().enumerate() {
                         // SAFETY: the level is supported by this CPU.
                         let one =
                             unsafe { super::group::avx2_k4::k4_row_dot_direct(row, &acts, t) };
-                        assert_eq!(one.to_bits(), v.to_bits(), "row direct ({t}, {r})");
+                        assert_eq!(one.to_bits(), want[r].to_bits(), "row direct ({t}, {r})");
                     }
                 }
             }

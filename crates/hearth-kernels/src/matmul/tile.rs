@@ -91,6 +91,23 @@ impl TilePrep {
     }
 }
 
+/// A group of up to [`GROUP`](super::group::GROUP) Q4_K rows unpacked for [`avx2::k4_group_tile`], per
+/// 32-value sub-block `sb = b * 8 + g` of super-block `b`:
+/// - `qi[(sb * 8 + k) * 32..]`: values 4k..4k + 4 (0..16) of the sub-block of rows 0..8
+///   (`q` the same, row after row, before interleaving);
+/// - `sc[sb * 16 + 2r]` and `[.. + 1]`: row r's 6-bit scale of the sub-block;
+/// - `mins[(b * 4 + p) * 16 + 2r + i]`: row r's min of sub-block `2p + i`;
+/// - `d[b * 8 + r]`, `dmin[b * 8 + r]`: the super-block scales.
+#[derive(Default)]
+pub(crate) struct K4Group {
+    pub(crate) q: Vec<u8>,
+    pub(crate) qi: Vec<u8>,
+    pub(crate) sc: Vec<i16>,
+    pub(crate) mins: Vec<i16>,
+    pub(crate) d: Vec<f32>,
+    pub(crate) dmin: Vec<f32>,
+}
+
 /// `dot(row, token t)` for the 32-value block types of [`super::group`] (portable twin of
 /// the tile and one-row kernels).
 pub(crate) fn q8_row_dot_scalar(ty: GgmlType, row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
@@ -143,10 +160,11 @@ pub(crate) fn k4_row_dot_scalar(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{TilePrep, Q4K_BYTES, TILE};
+    use super::{K4Group, TilePrep, Q4K_BYTES, TILE};
     use crate::matmul::act::Acts;
-    use crate::matmul::group::{self, GroupScratch, GROUP};
-    use crate::matmul::x86_avx2::{bcast_i16, f16c, k4_scales_mins, ld};
+    use crate::matmul::group::{self, avx2::interleave8, GroupScratch, GROUP};
+    use crate::matmul::x86_avx2::{f16c, ld};
+    use crate::quant::k_quants::get_scale_min_k4;
     use hearth_gguf::GgmlType;
 
     /// The tile's four activation rows, checked to hold `len` bytes each.
@@ -280,78 +298,151 @@ pub(crate) mod avx2 {
         }
     }
 
-    /// `out[j] = dot(row, token prep.t[j])` for a Q4_K row (bit-identical to
-    /// [`super::k4_row_dot_scalar`]).
+    /// Unpacks `rows` (at most [`GROUP`] rows of `nb` Q4_K blocks) into `s`.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn k4_unpack_group(rows: &[&[u8]], nb: usize, s: &mut K4Group) {
+        let n_sub = nb * 8;
+        s.q.resize(n_sub * GROUP * 32, 0);
+        s.qi.resize(n_sub * GROUP * 32, 0);
+        s.sc.resize(n_sub * 16, 0);
+        s.mins.resize(nb * 4 * 16, 0);
+        s.d.resize(nb * GROUP, 0.0);
+        s.dmin.resize(nb * GROUP, 0.0);
+        let m4 = _mm256_set1_epi8(0x0f);
+        for (r, row) in rows.iter().enumerate().take(GROUP) {
+            assert!(row.len() >= nb * Q4K_BYTES, "row of {nb} blocks");
+            for b in 0..nb {
+                let x = &row[b * Q4K_BYTES..(b + 1) * Q4K_BYTES];
+                s.d[b * GROUP + r] = f16c(u16::from_le_bytes([x[0], x[1]]));
+                s.dmin[b * GROUP + r] = f16c(u16::from_le_bytes([x[2], x[3]]));
+                let scales: &[u8; 12] = x[4..16].try_into().expect("12 bytes");
+                for g in 0..8 {
+                    let (sc, m) = get_scale_min_k4(g, scales);
+                    let o = (b * 8 + g) * 16 + 2 * r;
+                    s.sc[o] = i16::from(sc);
+                    s.sc[o + 1] = i16::from(sc);
+                    s.mins[(b * 4 + g / 2) * 16 + 2 * r + g % 2] = i16::from(m);
+                }
+                for q in 0..4 {
+                    // SAFETY: bytes 16 + 32q .. +32 of the block; sub-blocks 2q and 2q + 1 of
+                    // row r at ((b * 8 + g) * GROUP + r) * 32 < n_sub * GROUP * 32.
+                    unsafe {
+                        let raw = ld(x.as_ptr().add(16 + 32 * q));
+                        let lo = _mm256_and_si256(raw, m4);
+                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
+                        let base = s.q.as_mut_ptr();
+                        let dst = |g: usize| base.add(((b * 8 + g) * GROUP + r) * 32);
+                        _mm256_storeu_si256(dst(2 * q) as *mut __m256i, lo);
+                        _mm256_storeu_si256(dst(2 * q + 1) as *mut __m256i, hi);
+                    }
+                }
+            }
+        }
+        for sb in 0..n_sub {
+            // SAFETY: sub-block sb's 8 rows are the 256 bytes at sb * 256 of `q` and `qi`.
+            unsafe {
+                let src = s.q.as_ptr().add(sb * GROUP * 32);
+                let out = interleave8(std::array::from_fn(|i| ld(src.add(32 * i))));
+                for (k, v) in out.iter().enumerate() {
+                    _mm256_storeu_si256(
+                        s.qi.as_mut_ptr().add((sb * 8 + k) * 32) as *mut __m256i,
+                        *v,
+                    );
+                }
+            }
+        }
+    }
+
+    /// `out[j][r] = dot(row r of the group, token prep.t[j])` for Q4_K rows unpacked by
+    /// [`k4_unpack_group`] (bit-identical to [`super::k4_row_dot_scalar`] for each row and
+    /// token).
+    ///
+    /// Lane r holds row r throughout: per sub-block, eight `maddubs` of the interleaved
+    /// nibbles with the token's broadcast values are added in 16 bits (`8 * 2 * 15 * 128`
+    /// fits), then one `madd` with the rows' scales widens and scales them; the mins' term
+    /// takes four `madd`s per super-block.
     ///
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C; `prep` must be prepared from `acts` with the
-    /// bsum pairs.
+    /// bsum pairs; `s` must hold rows of `acts.nb` blocks.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(crate) unsafe fn k4_tile(
-        row: &[u8],
+    pub(crate) unsafe fn k4_group_tile(
+        s: &K4Group,
         acts: &Acts<'_>,
         prep: &TilePrep,
-        out: &mut [f32; TILE],
+        out: &mut [[f32; GROUP]; TILE],
     ) {
         let nb = acts.nb;
         assert!(
-            row.len() >= nb * Q4K_BYTES
+            s.qi.len() >= nb * 8 * GROUP * 32
+                && s.sc.len() >= nb * 8 * 16
+                && s.mins.len() >= nb * 4 * 16
+                && s.d.len() >= nb * GROUP
+                && s.dmin.len() >= nb * GROUP
                 && prep.dx.len() >= nb * TILE
                 && prep.bsp.len() >= nb * TILE * 8
         );
         let qa = act_ptrs(acts, prep, nb * 256);
-        let m4 = _mm256_set1_epi8(0x0f);
-        let mut acc = _mm_setzero_ps();
+        let (wi, sc, mins) = (s.qi.as_ptr(), s.sc.as_ptr(), s.mins.as_ptr());
+        let mut acc = [_mm256_setzero_ps(); TILE];
         for b in 0..nb {
-            let x: &[u8; Q4K_BYTES] = row[b * Q4K_BYTES..(b + 1) * Q4K_BYTES]
-                .try_into()
-                .expect("block");
-            let ms = k4_scales_mins(x[4..16].try_into().expect("12 bytes"));
-            let scales = _mm256_permute2x128_si256::<0x00>(ms, ms);
-            let mins = _mm256_extracti128_si256::<1>(ms);
-            // Two tokens at a time (four would need more than the 16 vector registers).
-            let mut sum = [_mm256_setzero_si256(); TILE];
-            for pair in sum.chunks_exact_mut(2).enumerate() {
-                let (jp, sums) = pair;
-                for q in 0..4 {
-                    // SAFETY: bytes 16 + 32q .. +32 of the block.
-                    let raw = unsafe { ld(x.as_ptr().add(16 + 32 * q)) };
-                    let lo = _mm256_and_si256(raw, m4);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
-                    let (s_lo, s_hi) = (bcast_i16(scales, 2 * q), bcast_i16(scales, 2 * q + 1));
-                    for (j, s) in sums.iter_mut().enumerate() {
-                        // SAFETY: quants 256b + 64q .. +64 of a row checked to hold nb * 256.
-                        let (a_lo, a_hi) = unsafe {
-                            let a = qa[2 * jp + j].add(256 * b + 64 * q);
-                            (ld(a), ld(a.add(32)))
+            let mut i1 = [_mm256_setzero_si256(); TILE];
+            for g in 0..8 {
+                let sb = b * 8 + g;
+                let mut s16 = [_mm256_setzero_si256(); TILE];
+                for k in 0..8 {
+                    // SAFETY: 32 bytes at (sb * 8 + k) * 32 < nb * 8 * GROUP * 32 (asserted).
+                    let w = unsafe { ld(wi.add((sb * 8 + k) * 32)) };
+                    for (j, s) in s16.iter_mut().enumerate() {
+                        // SAFETY: 4 values at 32sb + 4k of a row of nb * 256 (checked).
+                        let a4 = unsafe {
+                            _mm256_set1_epi32(
+                                (qa[j].add(32 * sb + 4 * k) as *const i32).read_unaligned(),
+                            )
                         };
-                        let p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, a_lo), s_lo);
-                        let p_hi = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, a_hi), s_hi);
-                        *s = _mm256_add_epi32(*s, _mm256_add_epi32(p_lo, p_hi));
+                        *s = _mm256_add_epi16(*s, _mm256_maddubs_epi16(w, a4));
                     }
                 }
+                // SAFETY: 16 i16 at sb * 16 (asserted).
+                let scv = unsafe { _mm256_loadu_si256(sc.add(sb * 16) as *const __m256i) };
+                for (i, s) in i1.iter_mut().zip(&s16) {
+                    *i = _mm256_add_epi32(*i, _mm256_madd_epi16(*s, scv));
+                }
             }
-            let h = _mm256_hadd_epi32(
-                _mm256_hadd_epi32(sum[0], sum[1]),
-                _mm256_hadd_epi32(sum[2], sum[3]),
-            );
-            let i1 = _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256::<1>(h));
-            let m: [__m128i; TILE] = std::array::from_fn(|j| {
-                // SAFETY: 8 i16 at (b * TILE + j) * 8 (length asserted above).
-                let bsp = unsafe {
-                    _mm_loadu_si128(prep.bsp.as_ptr().add((b * TILE + j) * 8) as *const __m128i)
-                };
-                _mm_madd_epi16(mins, bsp)
-            });
-            let i2 = _mm_hadd_epi32(_mm_hadd_epi32(m[0], m[1]), _mm_hadd_epi32(m[2], m[3]));
-            // SAFETY: 4 scales at b * TILE (length asserted above).
-            let yd = unsafe { _mm_loadu_ps(prep.dx.as_ptr().add(b * TILE)) };
-            let d = _mm_set1_ps(f16c(u16::from_le_bytes([x[0], x[1]])));
-            let dm = _mm_set1_ps(f16c(u16::from_le_bytes([x[2], x[3]])));
-            acc = _mm_fmadd_ps(_mm_mul_ps(d, yd), _mm_cvtepi32_ps(i1), acc);
-            acc = _mm_fnmadd_ps(_mm_mul_ps(dm, yd), _mm_cvtepi32_ps(i2), acc);
+            // SAFETY: 8 scales at b * GROUP (asserted).
+            let (dv, dmv) = unsafe {
+                (
+                    _mm256_loadu_ps(s.d.as_ptr().add(b * GROUP)),
+                    _mm256_loadu_ps(s.dmin.as_ptr().add(b * GROUP)),
+                )
+            };
+            for (j, (a, i1)) in acc.iter_mut().zip(&i1).enumerate() {
+                let mut i2 = _mm256_setzero_si256();
+                for p in 0..4 {
+                    // SAFETY: 16 i16 at (b * 4 + p) * 16; 2 i16 at (b * TILE + j) * 8 + 2p
+                    // (asserted).
+                    let (mv, bp) = unsafe {
+                        (
+                            _mm256_loadu_si256(mins.add((b * 4 + p) * 16) as *const __m256i),
+                            _mm256_set1_epi32(
+                                (prep.bsp.as_ptr().add((b * TILE + j) * 8 + 2 * p) as *const i32)
+                                    .read_unaligned(),
+                            ),
+                        )
+                    };
+                    i2 = _mm256_add_epi32(i2, _mm256_madd_epi16(mv, bp));
+                }
+                let yd = _mm256_set1_ps(prep.dx[b * TILE + j]);
+                *a = _mm256_fmadd_ps(_mm256_mul_ps(dv, yd), _mm256_cvtepi32_ps(*i1), *a);
+                *a = _mm256_fnmadd_ps(_mm256_mul_ps(dmv, yd), _mm256_cvtepi32_ps(i2), *a);
+            }
         }
-        // SAFETY: 4 floats out.
-        unsafe { _mm_storeu_ps(out.as_mut_ptr(), acc) };
+        for (o, a) in out.iter_mut().zip(&acc) {
+            // SAFETY: 8 floats out.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *a) };
+        }
     }
 }
