@@ -20,6 +20,7 @@ struct Kernels {
     dot_f32: fn(&[f32], &[f32]) -> f32,
     axpy_f32: fn(&mut [f32], f32, &[f32]),
     sum_f32: fn(&[f32]) -> f32,
+    swiglu: fn(&[f32], &[f32], &mut [f32]),
 }
 
 const SCALAR: Kernels = Kernels {
@@ -28,6 +29,7 @@ const SCALAR: Kernels = Kernels {
     dot_f32: scalar::dot_f32,
     axpy_f32: scalar::axpy_f32,
     sum_f32: scalar::sum_f32,
+    swiglu: scalar::swiglu,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -37,6 +39,7 @@ const AVX2: Kernels = Kernels {
     dot_f32: avx2::dot_f32,
     axpy_f32: avx2::axpy_f32,
     sum_f32: avx2::sum_f32,
+    swiglu: avx2::swiglu,
 };
 
 fn kernels_for(level: CpuLevel) -> Kernels {
@@ -83,6 +86,55 @@ pub fn sum_f32(x: &[f32]) -> f32 {
     (kernels().sum_f32)(x)
 }
 
+/// `out[i] = silu(gate[i]) * up[i]` with `silu(x) = x / (1 + exp(-x))`, over the shortest
+/// length; `exp` is [`expf_fast`]'s (within 2 ulp of the exact value for the arguments silu
+/// meets; SIMD and scalar results are identical).
+#[inline]
+pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+    (kernels().swiglu)(gate, up, out)
+}
+
+/// The constants of [`expf_fast`]: round-to-integer shift, log2(e), ln(2) split in two, and
+/// the degree-5 polynomial of ggml's `ggml_v_expf`.
+mod expc {
+    pub(super) const SHIFT: f32 = 12582912.0; // 0x1.8p23
+    pub(super) const LOG2E: u32 = 0x3fb8_aa3b;
+    pub(super) const LN2_HI: u32 = 0x3f31_7200;
+    pub(super) const LN2_LO: u32 = 0x35bf_be8e;
+    pub(super) const C: [u32; 5] = [
+        0x3f7f_fff6, // c1
+        0x3eff_fedb, // c2
+        0x3e2a_af33, // c3
+        0x3d2b_9f17, // c4
+        0x3c07_2010, // c5
+    ];
+    /// Arguments are clamped to this range, so that `2^n` is a normal f32.
+    pub(super) const MIN: f32 = -87.0;
+    pub(super) const MAX: f32 = 88.0;
+}
+
+/// `exp(x)` for `x` clamped to `[-87, 88]` (portable; the SIMD kernels compute the same
+/// operations lane by lane): `x = n ln2 + b` with `n` an integer, `exp(b)` by the polynomial,
+/// times `2^n` built in the exponent bits. NaN stays NaN.
+pub fn expf_fast(x: f32) -> f32 {
+    use expc::*;
+    let f = f32::from_bits;
+    let x = if x.is_nan() { x } else { x.clamp(MIN, MAX) };
+    let z = x.mul_add(f(LOG2E), SHIFT);
+    let n = z - SHIFT;
+    let b = (-n).mul_add(f(LN2_LO), (-n).mul_add(f(LN2_HI), x));
+    let u = b * b;
+    let [c1, c2, c3, c4, c5] = C.map(f);
+    let j = c5
+        .mul_add(b, c4)
+        .mul_add(u, c3.mul_add(b, c2))
+        .mul_add(u, c1.mul_add(b, 1.0));
+    if n.is_nan() {
+        return n;
+    }
+    j * f((((n as i32) + 127) as u32) << 23)
+}
+
 /// Portable twins.
 mod scalar {
     use super::f16_to_f32;
@@ -104,6 +156,12 @@ mod scalar {
     pub(super) fn axpy_f32(y: &mut [f32], alpha: f32, x: &[f32]) {
         for (y, &x) in y.iter_mut().zip(x) {
             *y += alpha * x;
+        }
+    }
+
+    pub(super) fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+        for ((y, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+            *y = g / (1.0 + super::expf_fast(-g)) * u;
         }
     }
 
@@ -140,6 +198,59 @@ mod avx2 {
     pub(super) fn axpy_f32(y: &mut [f32], alpha: f32, x: &[f32]) {
         // SAFETY: as above.
         unsafe { axpy_f32_impl(y, alpha, x) }
+    }
+
+    pub(super) fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
+        // SAFETY: as above.
+        unsafe { swiglu_impl(gate, up, out) }
+    }
+
+    /// Eight lanes of [`super::expf_fast`].
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn expf8(x: __m256) -> __m256 {
+        use super::expc::*;
+        let f = |b: u32| _mm256_set1_ps(f32::from_bits(b));
+        // max/min return the second operand for a NaN first one: keep NaN lanes.
+        let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x);
+        let xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(MIN)), _mm256_set1_ps(MAX));
+        let x = _mm256_blendv_ps(xc, x, nan);
+        let shift = _mm256_set1_ps(SHIFT);
+        let z = _mm256_fmadd_ps(x, f(LOG2E), shift);
+        let n = _mm256_sub_ps(z, shift);
+        let b = _mm256_fnmadd_ps(n, f(LN2_LO), _mm256_fnmadd_ps(n, f(LN2_HI), x));
+        let u = _mm256_mul_ps(b, b);
+        let [c1, c2, c3, c4, c5] = C.map(f);
+        let j = _mm256_fmadd_ps(
+            _mm256_fmadd_ps(_mm256_fmadd_ps(c5, b, c4), u, _mm256_fmadd_ps(c3, b, c2)),
+            u,
+            _mm256_fmadd_ps(c1, b, _mm256_set1_ps(1.0)),
+        );
+        let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvttps_epi32(n),
+            _mm256_set1_epi32(127),
+        ));
+        let r = _mm256_mul_ps(j, _mm256_castsi256_ps(e));
+        _mm256_blendv_ps(r, n, nan)
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn swiglu_impl(gate: &[f32], up: &[f32], out: &mut [f32]) {
+        let n = out.len().min(gate.len()).min(up.len());
+        let one = _mm256_set1_ps(1.0);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= the length of all three.
+            unsafe {
+                let g = _mm256_loadu_ps(gate.as_ptr().add(i));
+                let u = _mm256_loadu_ps(up.as_ptr().add(i));
+                let e = expf8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+                let y = _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
+                _mm256_storeu_ps(out.as_mut_ptr().add(i), y);
+            }
+            i += 8;
+        }
+        super::scalar::swiglu(&gate[i..n], &up[i..n], &mut out[i..n]);
     }
 
     pub(super) fn sum_f32(x: &[f32]) -> f32 {
@@ -327,6 +438,50 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// swiglu: SIMD and scalar give the same bits (NaN and the clamped ends included), and
+    /// the result is within a few ulp of the f64 definition.
+    #[test]
+    fn swiglu_matches_its_twin_and_the_definition() {
+        let mut g = data(1000, 3).iter().map(|x| x * 30.0).collect::<Vec<_>>();
+        g.extend([
+            0.0,
+            -0.0,
+            100.0,
+            -100.0,
+            88.5,
+            -87.5,
+            f32::NAN,
+            f32::INFINITY,
+        ]);
+        g.extend([f32::NEG_INFINITY, 1e-30, -1e-30]);
+        let u = data(g.len(), 4);
+        let mut want = vec![0.0f32; g.len()];
+        scalar::swiglu(&g, &u, &mut want);
+        for level in CpuLevel::supported() {
+            let mut got = vec![0.0f32; g.len()];
+            (kernels_for(level).swiglu)(&g, &u, &mut got);
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                    "{level:?} [{i}] g={}: {a} vs {b}",
+                    g[i]
+                );
+            }
+        }
+        for (i, (&x, (&y, &w))) in g.iter().zip(u.iter().zip(&want)).enumerate() {
+            if !x.is_finite() || x.abs() > 80.0 {
+                continue;
+            }
+            let exact = (f64::from(x) / (1.0 + (-f64::from(x)).exp())) * f64::from(y);
+            let err = (f64::from(w) - exact).abs();
+            assert!(
+                err <= 1e-6 * exact.abs() + 1e-30,
+                "[{i}] x={x}: {w} vs {exact}"
+            );
+        }
+        assert!(want[g.len() - 5].is_nan());
     }
 
     /// The scalar twins against values computed by hand.

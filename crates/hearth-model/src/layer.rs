@@ -390,6 +390,18 @@ pub(crate) enum Act {
     Gelu,
 }
 
+impl Act {
+    /// `y = act(g) * u`: llama.cpp's kernels bit for bit with [`ops::Numerics::LlamaCpp`], the SIMD
+    /// silu of `hearth-kernels` otherwise (the same function within a few ulp).
+    pub(crate) fn apply(self, numerics: ops::Numerics, g: &[f32], u: &[f32], y: &mut [f32]) {
+        match (self, numerics) {
+            (Act::Silu, ops::Numerics::Fast) => hearth_kernels::vec::swiglu(g, u, y),
+            (Act::Silu, ops::Numerics::LlamaCpp) => ops::swiglu(g, u, y),
+            (Act::Gelu, _) => ops::geglu(g, u, y),
+        }
+    }
+}
+
 impl Ffn {
     pub(crate) fn load_gated(
         l: &Loader<'_>,
@@ -440,10 +452,7 @@ impl Ffn {
             return moe.forward(x, n, cfg, act, mm, None);
         }
         let (e, f) = (cfg.n_embd, cfg.n_ff);
-        let apply = |g: &[f32], u: &[f32], y: &mut [f32]| match act {
-            Act::Silu => ops::swiglu(g, u, y),
-            Act::Gelu => ops::geglu(g, u, y),
-        };
+        let apply = |g: &[f32], u: &[f32], y: &mut [f32]| act.apply(mm.numerics, g, u, y);
         let mut h = vec![0.0f32; n * f];
         let down = match self {
             Ffn::Gated {

@@ -151,14 +151,14 @@ impl Moe {
                         .zip(u.chunks_exact(f))
                         .zip(h.chunks_exact_mut(f))
                     {
-                        apply_act(act, gr, ur, hr);
+                        act.apply(emm.numerics, gr, ur, hr);
                     }
                 }
                 ExpertsIn::Fused(w) => {
                     let mut gu = vec![0.0f32; nr * 2 * f];
                     emm.matmul(&w[ex], &xe, nr, &mut gu)?;
                     for (row, hr) in gu.chunks_exact(2 * f).zip(h.chunks_exact_mut(f)) {
-                        apply_act(act, &row[..f], &row[f..], hr);
+                        act.apply(emm.numerics, &row[..f], &row[f..], hr);
                     }
                 }
             }
@@ -214,11 +214,11 @@ impl Moe {
                 ExpertsIn::Separate { .. } => {
                     let u = &bufs[2 * slot * f..(2 * slot + 1) * f];
                     let g = &bufs[(2 * slot + 1) * f..(2 * slot + 2) * f];
-                    apply_act(act, g, u, h);
+                    act.apply(emm.numerics, g, u, h);
                 }
                 ExpertsIn::Fused(_) => {
                     let gu = &bufs[slot * 2 * f..(slot + 1) * 2 * f];
-                    apply_act(act, &gu[..f], &gu[f..], h);
+                    act.apply(emm.numerics, &gu[..f], &gu[f..], h);
                 }
             }
         }
@@ -251,13 +251,6 @@ fn sum_slots(expert_out: &[f32], n: usize, k: usize, e: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-fn apply_act(act: Act, g: &[f32], u: &[f32], h: &mut [f32]) {
-    match act {
-        Act::Silu => ops::swiglu(g, u, h),
-        Act::Gelu => ops::geglu(g, u, h),
-    }
 }
 
 /// The experts each token uses and their weights, `[n][k]` in order of selection.
