@@ -424,6 +424,9 @@ impl<'a> QMatrix<'a> {
 const ROW_CHUNK: usize = 16;
 /// Tokens per block of the prefill loop (their activations stay in L2).
 const TOKEN_BLOCK: usize = 64;
+/// Tokens per block of the tile kernels' loop: each group of rows is unpacked once per block
+/// (the block's activations are read from L2/L3 once per group).
+const TILE_TOKEN_BLOCK: usize = 256;
 /// Tokens per kernel call (the kernels tile further as they need).
 const TILE: usize = 4;
 
@@ -615,8 +618,8 @@ fn tile_rows(
         let mut res = [[0.0f32; GROUP]; TILE];
         let bsums = kind == GroupKind::Q4K;
         let asums = kind == GroupKind::Q8 && group::unsigned_offset(w.ty) != 0;
-        for tb in (0..n_tokens).step_by(TOKEN_BLOCK) {
-            let tb_end = (tb + TOKEN_BLOCK).min(n_tokens);
+        for tb in (0..n_tokens).step_by(TILE_TOKEN_BLOCK) {
+            let tb_end = (tb + TILE_TOKEN_BLOCK).min(n_tokens);
             // The block's tiles, prepared once for all rows.
             let tiles: Vec<(usize, usize)> = (tb..tb_end)
                 .step_by(TILE)
