@@ -6,6 +6,7 @@
 //! ```sh
 //! cargo bench -p hearth-kernels --bench matmul             # everything
 //! cargo bench -p hearth-kernels --bench matmul -- decode   # a subset
+//! cargo bench -p hearth-kernels --bench matmul -- batch    # decode steps of 2..16 sequences
 //! ```
 //! `HEARTH_BENCH_THREADS` sets the pool size (default: all CPUs).
 
@@ -132,5 +133,31 @@ fn prefill(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, decode, prefill);
+/// A decode step of several sequences: a few tokens through a wide matrix (Gemma 3's tied
+/// 262k x 640 output projection is Q8_0 and dominates a batched step of that model).
+fn batch(c: &mut Criterion) {
+    let pool = pool();
+    for (ty, n_rows, ne0) in [
+        (GgmlType::Q8_0, 65536usize, 640usize),
+        (GgmlType::Q4_K, 8192, 2048),
+    ] {
+        for n_tokens in [2usize, 4, 8, 16] {
+            let mut g = c.benchmark_group(format!("batch{n_tokens}/{n_rows}x{ne0}"));
+            g.warm_up_time(Duration::from_millis(300))
+                .measurement_time(Duration::from_secs(2))
+                .sample_size(10);
+            let w = weights(ty, ne0, n_rows);
+            let x = values(ne0 * n_tokens, 7);
+            let mut out = vec![0.0f32; n_rows * n_tokens];
+            let m = QMatrix::new(ty, &w[..], ne0, n_rows).expect("matrix");
+            g.throughput(Throughput::Elements((n_tokens * n_rows * ne0) as u64));
+            g.bench_function(BenchmarkId::new(ty.name(), m.kernel_name()), |b| {
+                b.iter(|| run(&pool, &m, Some(m.level()), &x, n_tokens, &mut out))
+            });
+            g.finish();
+        }
+    }
+}
+
+criterion_group!(benches, decode, prefill, batch);
 criterion_main!(benches);

@@ -538,7 +538,9 @@ fn kernel_rows(
     }
 }
 
-/// Products of fewer tokens than this run the one-row kernels per token instead of tiles.
+/// Products of fewer tokens than this (decode steps of a few sequences) run the one-row
+/// kernels, each row read from memory once and multiplied with every token while it is in
+/// L1, instead of unpacking row groups for the tile kernels.
 const DIRECT_BELOW: usize = 2;
 
 /// Whether `k` runs the AVX2 group kernels (else their scalar twins).
@@ -546,8 +548,8 @@ fn group_simd(k: &Kernel) -> bool {
     cfg!(target_arch = "x86_64") && k.level >= CpuLevel::Avx2
 }
 
-/// Decode: every row read in place against each token, `dot(row, t)` (one memory stream
-/// per row).
+/// Decode: every row read in place (one memory stream per row) and multiplied with each
+/// token, `dot(row, t)`, while it is in L1.
 #[cfg(target_arch = "x86_64")]
 fn direct_rows<'d>(
     out: &SharedMut<'_, f32>,
@@ -558,11 +560,12 @@ fn direct_rows<'d>(
     n_tokens: usize,
     dot: impl Fn(&[u8], usize) -> f32,
 ) {
-    for t in 0..n_tokens {
-        // SAFETY: rows r0..r1 are in the caller's range alone.
-        let dst = unsafe { out.slice(t * n_rows + r0, r1 - r0) };
-        for (o, r) in dst.iter_mut().zip(r0..r1) {
-            *o = dot(row(r), t);
+    for r in r0..r1 {
+        let w = row(r);
+        for t in 0..n_tokens {
+            // SAFETY: row r is in the caller's range, so element (t, r) is written by no
+            // other part.
+            unsafe { out.slice(t * n_rows + r, 1)[0] = dot(w, t) };
         }
     }
 }
@@ -631,13 +634,17 @@ fn tile_rows(
             }
             for g0 in (r0..r1).step_by(GROUP) {
                 let g1 = (g0 + GROUP).min(r1);
-                let rows: Vec<&[u8]> = (g0..g1).map(row).collect();
+                let mut rows: [&[u8]; GROUP] = [&[]; GROUP];
+                for (slot, r) in rows.iter_mut().zip(g0..g1) {
+                    *slot = row(r);
+                }
+                let rows = &rows[..g1 - g0];
                 // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
                 // rows hold nb blocks each (the matrix shape was checked).
                 unsafe {
                     match kind {
-                        GroupKind::Q8 => group::avx2::unpack_group(w.ty, &rows, acts.nb, &mut q8),
-                        GroupKind::Q4K => tile::avx2::k4_unpack_group(&rows, acts.nb, &mut k4),
+                        GroupKind::Q8 => group::avx2::unpack_group(w.ty, rows, acts.nb, &mut q8),
+                        GroupKind::Q4K => tile::avx2::k4_unpack_group(rows, acts.nb, &mut k4),
                     }
                 }
                 for (prep, &(t0, nt)) in preps.iter().zip(&tiles) {
