@@ -62,6 +62,8 @@ pub(crate) enum GroupKind {
     Q8,
     /// Q4_K times Q8_K.
     Q4K,
+    /// Q6_K times Q8_K.
+    Q6K,
 }
 
 /// The row-group kernels of `ty`, if any.
@@ -69,6 +71,7 @@ pub(crate) fn group_kind(ty: GgmlType) -> Option<GroupKind> {
     match ty {
         GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::IQ4_NL => Some(GroupKind::Q8),
         GgmlType::Q4_K => Some(GroupKind::Q4K),
+        GgmlType::Q6_K => Some(GroupKind::Q6K),
         _ => None,
     }
 }

@@ -21,6 +21,7 @@ pub(crate) mod act;
 pub(crate) mod group;
 pub(crate) mod scalar;
 pub(crate) mod tile;
+pub(crate) mod tile_k6;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
@@ -597,6 +598,7 @@ fn tile_rows(
                 *o = match kind {
                     GroupKind::Q8 => tile::q8_row_dot_scalar(w.ty, row(r), acts, t),
                     GroupKind::Q4K => tile::k4_row_dot_scalar(row(r), acts, t),
+                    GroupKind::Q6K => tile_k6::k6_row_dot_scalar(row(r), acts, t),
                 };
             }
         }
@@ -611,6 +613,7 @@ fn tile_rows(
                 match kind {
                     GroupKind::Q8 => group::avx2::row_dot_direct(w.ty, row, acts, t),
                     GroupKind::Q4K => group::avx2_k4::k4_row_dot_direct(row, acts, t),
+                    GroupKind::Q6K => tile_k6::avx2::k6_row_dot_direct(row, acts, t),
                 }
             });
             return;
@@ -618,6 +621,7 @@ fn tile_rows(
         let mut preps: Vec<TilePrep> = Vec::new();
         let mut q8 = group::GroupScratch::default();
         let mut k4 = tile::K4Group::default();
+        let mut k6 = tile_k6::K6Group::default();
         let mut res = [[0.0f32; GROUP]; TILE];
         let bsums = kind == GroupKind::Q4K;
         let asums = kind == GroupKind::Q8 && group::unsigned_offset(w.ty) != 0;
@@ -645,6 +649,7 @@ fn tile_rows(
                     match kind {
                         GroupKind::Q8 => group::avx2::unpack_group(w.ty, rows, acts.nb, &mut q8),
                         GroupKind::Q4K => tile::avx2::k4_unpack_group(rows, acts.nb, &mut k4),
+                        GroupKind::Q6K => tile_k6::avx2::k6_unpack_group(rows, acts.nb, &mut k6),
                     }
                 }
                 for (prep, &(t0, nt)) in preps.iter().zip(&tiles) {
@@ -656,6 +661,9 @@ fn tile_rows(
                                 tile::avx2::group_dot_tile(w.ty, &q8, acts, prep, &mut res)
                             }
                             GroupKind::Q4K => tile::avx2::k4_group_tile(&k4, acts, prep, &mut res),
+                            GroupKind::Q6K => {
+                                tile_k6::avx2::k6_group_tile(&k6, acts, prep, &mut res)
+                            }
                         }
                     }
                     for (j, r8) in res[..nt].iter().enumerate() {

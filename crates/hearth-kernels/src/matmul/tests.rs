@@ -492,6 +492,71 @@ fn q4_k_tile_kernels_match_their_scalar_twin_bit_for_bit() {
     }
 }
 
+/// The Q6_K kernels: for groups of every size and a full and a partial tile, the AVX2 tile
+/// kernel and the one-row kernel give the scalar twin's bits (all bit patterns of the
+/// quants and scales), which are close to the f64 reference.
+#[test]
+fn q6_k_kernels_match_their_scalar_twin_bit_for_bit() {
+    use super::group::GROUP;
+    use super::tile::{TilePrep, TILE};
+    use super::tile_k6::{self, K6Group};
+    let mut rng = Rng(29);
+    let n_tokens = 6;
+    let ty = GgmlType::Q6_K;
+    for (ne0, raw) in [(2 * QK_K, true), (3 * QK_K, false)] {
+        let w = weights(ty, &[208], ne0, GROUP, &mut rng, raw);
+        let x = rng.values(n_tokens * ne0, 1.0);
+        let all: Vec<&[u8]> = w.chunks_exact(w.len() / GROUP).collect();
+        for level in CpuLevel::supported() {
+            let acts = acts_for(ActKind::Q8K, &x, n_tokens, ne0, level);
+            let want: Vec<Vec<f32>> = (0..n_tokens)
+                .map(|t| {
+                    all.iter()
+                        .map(|row| tile_k6::k6_row_dot_scalar(row, &acts, t))
+                        .collect()
+                })
+                .collect();
+            for (t, want) in want.iter().enumerate() {
+                for (r, row) in all.iter().enumerate() {
+                    let (exact, mag) = reference_dot(ty, row, &acts, t);
+                    assert!(close(want[r], exact, mag, 1e-5), "scalar ({t}, {r})");
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            if level >= CpuLevel::Avx2 {
+                for n_rows in 1..=GROUP {
+                    let mut s = K6Group::default();
+                    // SAFETY: the level is supported by this CPU.
+                    unsafe { tile_k6::avx2::k6_unpack_group(&all[..n_rows], ne0 / QK_K, &mut s) };
+                    for t0 in (0..n_tokens).step_by(TILE) {
+                        let nt = TILE.min(n_tokens - t0);
+                        let mut prep = TilePrep::default();
+                        prep.prepare(&acts, t0, nt, false, false);
+                        let mut got = [[0.0f32; GROUP]; TILE];
+                        // SAFETY: the level is supported by this CPU.
+                        unsafe { tile_k6::avx2::k6_group_tile(&s, &acts, &prep, &mut got) };
+                        for j in 0..nt {
+                            assert_eq!(
+                                bits(&got[j][..n_rows]),
+                                bits(&want[t0 + j][..n_rows]),
+                                "tile token {}, {n_rows} rows",
+                                t0 + j
+                            );
+                        }
+                    }
+                }
+                for (t, want) in want.iter().enumerate() {
+                    for (r, row) in all.iter().enumerate() {
+                        // SAFETY: the level is supported by this CPU.
+                        let one = unsafe { tile_k6::avx2::k6_row_dot_direct(row, &acts, t) };
+                        assert_eq!(one.to_bits(), want[r].to_bits(), "row direct ({t}, {r})");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `matmul_many` gives every matrix the bits `matmul` gives it, for mixed types (shared and
 /// separate activation formats) and row counts that do not line up with the thread split.
 #[test]
