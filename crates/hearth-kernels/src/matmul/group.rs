@@ -19,6 +19,7 @@
 
 use hearth_gguf::GgmlType;
 
+use super::act::Acts;
 use crate::quant::f16_to_f32;
 use crate::quant::iq_grids::KVALUES_IQ4NL;
 
@@ -130,6 +131,15 @@ pub(crate) fn unpack_block(ty: GgmlType, x: &[u8], q: &mut [i8]) -> f32 {
     d
 }
 
+/// The sums of token `t`'s Q8_0 activation blocks (for the unsigned-offset kernels).
+pub(crate) fn block_sums(acts: &Acts<'_>, t: usize) -> Vec<i32> {
+    acts.qs_row(t)
+        .chunks_exact(32)
+        .take(acts.nb)
+        .map(|a| a.iter().map(|&v| i32::from(v)).sum())
+        .collect()
+}
+
 /// The fixed order in which the eight accumulators are added.
 #[inline]
 pub(crate) fn sum8(a: &[f32; 8]) -> f32 {
@@ -142,7 +152,10 @@ pub(crate) mod avx2 {
 
     use super::{block_bytes, unsigned_offset, GroupScratch, GROUP};
     use crate::matmul::act::Acts;
-    use crate::matmul::x86_avx2::{ld, unpack_iq4_nl, unpack_q4_0, unpack_q5_0, unpack_q8_0};
+    use crate::matmul::x86_avx2::{
+        bytes_from_bits_32, ld, ld128, nibbles_32, unpack_iq4_nl, unpack_q4_0, unpack_q5_0,
+        unpack_q8_0,
+    };
     use hearth_gguf::GgmlType;
 
     /// Unpacks `rows` (at most [`GROUP`], each `nb` blocks of `ty`) into `s`.
@@ -246,6 +259,10 @@ pub(crate) mod avx2 {
     /// of the tile kernels: the integer sums of eight blocks at a time are reduced into one
     /// vector whose lane k is accumulator k.
     ///
+    /// Q4_0 and Q5_0 multiply their unsigned values (no sign operations) and subtract
+    /// [`unsigned_offset`] times `asum`, the token's block sums ([`block_sums`]); the other
+    /// types ignore `asum`.
+    ///
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C; `row` must hold the blocks of `acts`' rows
     /// and token `t` must exist.
@@ -255,16 +272,33 @@ pub(crate) mod avx2 {
         row: &[u8],
         acts: &Acts<'_>,
         t: usize,
+        asum: &[i32],
     ) -> f32 {
         // One copy of the loop per type, so that the unpacking is inlined.
         // SAFETY: forwarded.
         unsafe {
             match ty {
-                GgmlType::Q4_0 => row_dot_t::<0>(row, acts, t),
-                GgmlType::Q5_0 => row_dot_t::<1>(row, acts, t),
-                GgmlType::IQ4_NL => row_dot_t::<2>(row, acts, t),
-                _ => row_dot_t::<3>(row, acts, t),
+                GgmlType::Q4_0 => row_dot_t::<0>(row, acts, t, asum),
+                GgmlType::Q5_0 => row_dot_t::<1>(row, acts, t, asum),
+                GgmlType::IQ4_NL => row_dot_t::<2>(row, acts, t, asum),
+                _ => row_dot_t::<3>(row, acts, t, asum),
             }
+        }
+    }
+
+    /// The unsigned values of a Q4_0 (0..16) or Q5_0 (0..32) block.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn unpack_unsigned<const TY: u8>(x: &[u8]) -> __m256i {
+        if TY == 0 {
+            // SAFETY: bytes 2..18 of an 18-byte block.
+            nibbles_32(unsafe { ld128(x[..18].as_ptr().add(2)) })
+        } else {
+            let qh = u32::from_le_bytes([x[2], x[3], x[4], x[5]]);
+            // SAFETY: bytes 6..22 of a 22-byte block.
+            let raw = unsafe { ld128(x[..22].as_ptr().add(6)) };
+            let high = _mm256_and_si256(bytes_from_bits_32(qh), _mm256_set1_epi8(0x10));
+            _mm256_or_si256(nibbles_32(raw), high)
         }
     }
 
@@ -279,33 +313,80 @@ pub(crate) mod avx2 {
         }
     }
 
+    /// `asum` (at most 8 block sums) shifted left by `shift`, zeros after.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn offset_correction(asum: &[i32], shift: __m128i) -> __m256i {
+        let v = if asum.len() >= GROUP {
+            // SAFETY: 8 i32.
+            unsafe { _mm256_loadu_si256(asum.as_ptr() as *const __m256i) }
+        } else {
+            let mut v = [0i32; GROUP];
+            v[..asum.len()].copy_from_slice(asum);
+            // SAFETY: 8 i32.
+            unsafe { _mm256_loadu_si256(v.as_ptr() as *const __m256i) }
+        };
+        _mm256_sll_epi32(v, shift)
+    }
+
+    /// Block `x`'s integer products with the 32 activations at `a`, as 8 lanes of partial
+    /// sums: unsigned values for Q4_0 and Q5_0 (without the offset), the sign trick otherwise.
+    ///
+    /// # Safety
+    /// `a` must point to 32 readable bytes; `x` must start with a block of the type.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn block_prod<const TY: u8>(a: *const u8, x: &[u8]) -> __m256i {
+        let ones = _mm256_set1_epi16(1);
+        // SAFETY: forwarded to the caller.
+        let a = unsafe { ld(a) };
+        if TY <= 1 {
+            return _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_unsigned::<TY>(x), a), ones);
+        }
+        let (_, w) = unpack_t::<TY>(x);
+        _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w)),
+            ones,
+        )
+    }
+
     /// # Safety
     /// As [`row_dot_direct`].
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn row_dot_t<const TY: u8>(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
+    unsafe fn row_dot_t<const TY: u8>(row: &[u8], acts: &Acts<'_>, t: usize, asum: &[i32]) -> f32 {
         let bb = match TY {
             0 | 2 => 18,
             1 => 22,
             _ => 34,
         };
+        let unsigned = TY <= 1;
         let (qa, da) = (acts.qs_row(t), acts.d_row(t));
         let nb = da.len();
-        assert!(qa.len() >= nb * 32 && row.len() >= nb * bb);
-        let ones = _mm256_set1_epi16(1);
-        let prod = |b: usize| -> __m256i {
-            // SAFETY: block b < nb of the token and of the row (asserted above).
-            let (a, x) = unsafe {
-                (
-                    ld(qa.as_ptr().add(32 * b) as *const u8),
-                    std::slice::from_raw_parts(row.as_ptr().add(b * bb), bb),
-                )
+        assert!(qa.len() >= nb * 32 && row.len() >= nb * bb && (!unsigned || asum.len() >= nb));
+        // log2 of the offset: 8 (Q4_0) or 16 (Q5_0).
+        let shift = _mm_cvtsi32_si128(if TY == 0 { 3 } else { 4 });
+        macro_rules! prod {
+            ($b:expr) => {{
+                let b = $b;
+                // SAFETY: block b < nb of the token and of the row (asserted above).
+                unsafe {
+                    block_prod::<TY>(
+                        qa.as_ptr().add(32 * b) as *const u8,
+                        &row[b * bb..(b + 1) * bb],
+                    )
+                }
+            }};
+        }
+        // The block sums of blocks b0.. (k < n) as the offset's multiples, to subtract.
+        macro_rules! correction {
+            ($b0:expr, $n:expr) => {
+                if unsigned {
+                    offset_correction(&asum[$b0..$b0 + $n], shift)
+                } else {
+                    _mm256_setzero_si256()
+                }
             };
-            let (_, w) = unpack_t::<TY>(x);
-            _mm256_madd_epi16(
-                _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(a, w)),
-                ones,
-            )
-        };
+        }
         let scale = |b: usize| -> i16 {
             // SAFETY: the f16 scale at the start of block b < nb (asserted above).
             unsafe { (row.as_ptr().add(b * bb) as *const i16).read_unaligned() }
@@ -315,14 +396,14 @@ pub(crate) mod avx2 {
         let mut b0 = 0;
         while b0 + GROUP <= nb {
             let p = [
-                prod(b0),
-                prod(b0 + 1),
-                prod(b0 + 2),
-                prod(b0 + 3),
-                prod(b0 + 4),
-                prod(b0 + 5),
-                prod(b0 + 6),
-                prod(b0 + 7),
+                prod!(b0),
+                prod!(b0 + 1),
+                prod!(b0 + 2),
+                prod!(b0 + 3),
+                prod!(b0 + 4),
+                prod!(b0 + 5),
+                prod!(b0 + 6),
+                prod!(b0 + 7),
             ];
             let dw = _mm256_cvtph_ps(_mm_setr_epi16(
                 scale(b0),
@@ -336,7 +417,7 @@ pub(crate) mod avx2 {
             ));
             // SAFETY: blocks b0..b0 + 8 <= nb.
             let dx = unsafe { _mm256_loadu_ps(da.as_ptr().add(b0)) };
-            let isum = _mm256_cvtepi32_ps(reduce8(&p));
+            let isum = _mm256_cvtepi32_ps(_mm256_sub_epi32(reduce8(&p), correction!(b0, GROUP)));
             acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), isum, acc);
             b0 += GROUP;
         }
@@ -345,14 +426,14 @@ pub(crate) mod avx2 {
             let mut dx = [0.0f32; GROUP];
             let mut p = [_mm256_setzero_si256(); GROUP];
             for k in 0..nb - b0 {
-                p[k] = prod(b0 + k);
+                p[k] = prod!(b0 + k);
                 dw[k] = crate::quant::f16_to_f32(scale(b0 + k) as u16);
                 dx[k] = da[b0 + k];
             }
             // SAFETY: 8 floats each.
             let (dwv, dxv) =
                 unsafe { (_mm256_loadu_ps(dw.as_ptr()), _mm256_loadu_ps(dx.as_ptr())) };
-            let isum = _mm256_cvtepi32_ps(reduce8(&p));
+            let isum = _mm256_cvtepi32_ps(_mm256_sub_epi32(reduce8(&p), correction!(b0, nb - b0)));
             acc = _mm256_fmadd_ps(_mm256_mul_ps(dwv, dxv), isum, acc);
         }
         let mut lanes = [0.0f32; 8];

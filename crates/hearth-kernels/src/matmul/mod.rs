@@ -607,11 +607,18 @@ fn tile_rows(
     #[cfg(target_arch = "x86_64")]
     {
         if n_tokens < DIRECT_BELOW {
+            // The tokens' block sums, for the unsigned-offset types (Q4_0, Q5_0).
+            let asums: Vec<Vec<i32>> = match kind {
+                GroupKind::Q8 if group::unsigned_offset(w.ty) != 0 => {
+                    (0..n_tokens).map(|t| group::block_sums(acts, t)).collect()
+                }
+                _ => vec![Vec::new(); n_tokens],
+            };
             // SAFETY: the matrix's level (checked against the CPU) is at least AVX2; each
-            // row holds nb blocks; the tokens exist.
+            // row holds nb blocks; the tokens exist; `asums` holds their block sums.
             direct_rows(out, n_rows, r0, r1, &row, n_tokens, |row, t| unsafe {
                 match kind {
-                    GroupKind::Q8 => group::avx2::row_dot_direct(w.ty, row, acts, t),
+                    GroupKind::Q8 => group::avx2::row_dot_direct(w.ty, row, acts, t, &asums[t]),
                     GroupKind::Q4K => group::avx2_k4::k4_row_dot_direct(row, acts, t),
                     GroupKind::Q6K => tile_k6::avx2::k6_row_dot_direct(row, acts, t),
                 }

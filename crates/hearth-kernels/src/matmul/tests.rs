@@ -415,8 +415,11 @@ fn q8_tile_kernels_match_their_scalar_twin_bit_for_bit() {
                         }
                         for (t, want) in want.iter().enumerate() {
                             for (r, row) in rows.iter().enumerate() {
+                                let asum = group::block_sums(&acts, t);
                                 // SAFETY: the level is supported by this CPU.
-                                let one = unsafe { group::avx2::row_dot_direct(ty, row, &acts, t) };
+                                let one = unsafe {
+                                    group::avx2::row_dot_direct(ty, row, &acts, t, &asum)
+                                };
                                 assert_eq!(one.to_bits(), want[r].to_bits(), "{ty} row {r}");
                             }
                         }

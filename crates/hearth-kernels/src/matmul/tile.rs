@@ -71,8 +71,8 @@ impl TilePrep {
         if asums {
             self.asum.resize(nb * TILE, 0);
             for (j, &t) in self.t.iter().enumerate() {
-                for (b, a) in acts.qs_row(t).chunks_exact(32).enumerate().take(nb) {
-                    self.asum[b * TILE + j] = a.iter().map(|&v| i32::from(v)).sum();
+                for (b, sum) in super::group::block_sums(acts, t).into_iter().enumerate() {
+                    self.asum[b * TILE + j] = sum;
                 }
             }
         }
