@@ -542,7 +542,7 @@ fn kernel_rows(
 /// Products of fewer tokens than this (decode steps of a few sequences) run the one-row
 /// kernels, each row read from memory once and multiplied with every token while it is in
 /// L1, instead of unpacking row groups for the tile kernels.
-const DIRECT_BELOW: usize = 2;
+const DIRECT_BELOW: usize = 4;
 
 /// Whether `k` runs the AVX2 group kernels (else their scalar twins).
 fn group_simd(k: &Kernel) -> bool {
