@@ -254,6 +254,24 @@ pub(crate) mod avx2 {
         ]
     }
 
+    /// [`interleave8`] for `n` chunks of eight rows x 32 bytes: chunk c's rows are the 256
+    /// bytes at `c * 256` of `src`, its interleaved vectors go to the same place in `dst`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) fn interleave_chunks(src: &[u8], dst: &mut [u8], n: usize) {
+        assert!(src.len() >= n * GROUP * 32 && dst.len() >= n * GROUP * 32);
+        for c in 0..n {
+            // SAFETY: 256 bytes at c * 256 < n * 256 of both (asserted).
+            unsafe {
+                let p = src.as_ptr().add(c * GROUP * 32);
+                let out = interleave8(std::array::from_fn(|i| ld(p.add(32 * i))));
+                for (k, v) in out.iter().enumerate() {
+                    let d = dst.as_mut_ptr().add((c * 8 + k) * 32);
+                    _mm256_storeu_si256(d as *mut __m256i, *v);
+                }
+            }
+        }
+    }
+
     /// One row times token `t`, reading the row in place from start to end (one memory stream,
     /// which the hardware prefetcher follows; for decoding). Bit-identical to the row's lane
     /// of the tile kernels: the integer sums of eight blocks at a time are reduced into one

@@ -162,7 +162,7 @@ pub(crate) mod avx2 {
 
     use super::{K4Group, TilePrep, Q4K_BYTES, TILE};
     use crate::matmul::act::Acts;
-    use crate::matmul::group::{self, avx2::interleave8, GroupScratch, GROUP};
+    use crate::matmul::group::{self, avx2::interleave_chunks, GroupScratch, GROUP};
     use crate::matmul::x86_avx2::{f16c, ld};
     use crate::quant::k_quants::get_scale_min_k4;
     use hearth_gguf::GgmlType;
@@ -341,19 +341,7 @@ pub(crate) mod avx2 {
                 }
             }
         }
-        for sb in 0..n_sub {
-            // SAFETY: sub-block sb's 8 rows are the 256 bytes at sb * 256 of `q` and `qi`.
-            unsafe {
-                let src = s.q.as_ptr().add(sb * GROUP * 32);
-                let out = interleave8(std::array::from_fn(|i| ld(src.add(32 * i))));
-                for (k, v) in out.iter().enumerate() {
-                    _mm256_storeu_si256(
-                        s.qi.as_mut_ptr().add((sb * 8 + k) * 32) as *mut __m256i,
-                        *v,
-                    );
-                }
-            }
-        }
+        interleave_chunks(&s.q, &mut s.qi, n_sub);
     }
 
     /// `out[j][r] = dot(row r of the group, token prep.t[j])` for Q4_K rows unpacked by

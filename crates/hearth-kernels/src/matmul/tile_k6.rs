@@ -69,7 +69,7 @@ pub(crate) mod avx2 {
 
     use super::{K6Group, Q6K_BYTES};
     use crate::matmul::act::Acts;
-    use crate::matmul::group::{avx2::interleave8, GROUP};
+    use crate::matmul::group::{avx2::interleave_chunks, GROUP};
     use crate::matmul::tile::{TilePrep, TILE};
     use crate::matmul::x86_avx2::{f16c, ld, ld128, pair_i16, split_scales16, srl16};
 
@@ -77,7 +77,7 @@ pub(crate) mod avx2 {
     /// values `128c + 32s ..`).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn unpack_values(x: &[u8; Q6K_BYTES]) -> [__m256i; 8] {
+    pub(crate) fn unpack_values(x: &[u8; Q6K_BYTES]) -> [__m256i; 8] {
         let m4 = _mm256_set1_epi8(0x0f);
         let m2 = _mm256_set1_epi8(3);
         let mut out = [_mm256_setzero_si256(); 8];
@@ -184,17 +184,7 @@ pub(crate) mod avx2 {
                 }
             }
         }
-        for ch in 0..n_ch {
-            // SAFETY: chunk ch's 8 rows are the 256 bytes at ch * 256 of `q` and `qi`.
-            unsafe {
-                let src = s.q.as_ptr().add(ch * GROUP * 32);
-                let out = interleave8(std::array::from_fn(|i| ld(src.add(32 * i))));
-                for (k, v) in out.iter().enumerate() {
-                    let dst = s.qi.as_mut_ptr().add((ch * 8 + k) * 32);
-                    _mm256_storeu_si256(dst as *mut __m256i, *v);
-                }
-            }
-        }
+        interleave_chunks(&s.q, &mut s.qi, n_ch);
     }
 
     /// `out[j][r] = dot(row r of the group, token prep.t[j])` for Q6_K rows unpacked by

@@ -598,8 +598,6 @@ k_entry!(dot_q6_k, tile_q6_k, 210);
 fn tile_q6_k<const T: usize>(w: &[u8], acts: &Acts<'_>, t0: usize, out: &mut [f32]) {
     // SAFETY: `check` ran in the caller.
     let (qa, da, bs) = unsafe { q8k_ptrs::<T>(acts, t0) };
-    let m4 = _mm256_set1_epi8(0x0f);
-    let m2 = _mm256_set1_epi8(3);
     let mut acc = [_mm256_setzero_ps(); T];
     for (i, x) in w.chunks_exact(210).enumerate() {
         let x: &[u8; 210] = x.try_into().expect("block_q6_K");
@@ -615,31 +613,16 @@ fn tile_q6_k<const T: usize>(w: &[u8], acts: &Acts<'_>, t0: usize, out: &mut [f3
             let corr = _mm256_slli_epi32::<5>(_mm256_madd_epi16(b, sc16));
             sumi[t] = _mm256_sub_epi32(sumi[t], corr);
         }
-        for c in 0..2 {
-            // SAFETY: ql 64c..64c+64 and qh 128+32c..+32 of the 210-byte block.
-            let (ql0, ql1, qh) = unsafe {
-                (
-                    ld(x.as_ptr().add(64 * c)),
-                    ld(x.as_ptr().add(64 * c + 32)),
-                    ld(x.as_ptr().add(128 + 32 * c)),
-                )
-            };
-            let high = |n: u32| _mm256_slli_epi16::<4>(_mm256_and_si256(srl16(qh, n), m2));
-            let q = [
-                _mm256_or_si256(_mm256_and_si256(ql0, m4), high(0)),
-                _mm256_or_si256(_mm256_and_si256(ql1, m4), high(2)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql0), m4), high(4)),
-                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16::<4>(ql1), m4), high(6)),
-            ];
-            for (s, &q) in q.iter().enumerate() {
-                let cs = 4 * c + s;
-                let scv = pair_i16(sc[c], s);
-                for t in 0..T {
-                    // SAFETY: quants 32cs..32cs+32 of super-block i of token t0+t.
-                    let a = unsafe { ld(qa[t].add(QK_K * i + 32 * cs)) };
-                    let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), scv);
-                    sumi[t] = _mm256_add_epi32(sumi[t], p);
-                }
+        for (cs, &q) in crate::matmul::tile_k6::avx2::unpack_values(x)
+            .iter()
+            .enumerate()
+        {
+            let scv = pair_i16(sc[cs / 4], cs % 4);
+            for t in 0..T {
+                // SAFETY: quants 32cs..32cs+32 of super-block i of token t0+t.
+                let a = unsafe { ld(qa[t].add(QK_K * i + 32 * cs)) };
+                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, a), scv);
+                sumi[t] = _mm256_add_epi32(sumi[t], p);
             }
         }
         for t in 0..T {
