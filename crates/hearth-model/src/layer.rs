@@ -472,21 +472,18 @@ impl Ffn {
                 if let Some(b) = gate_b {
                     ops::add_bias(&mut g, b);
                 }
-                for ((gr, ur), hr) in g
-                    .chunks_exact(f)
-                    .zip(u.chunks_exact(f))
-                    .zip(h.chunks_exact_mut(f))
-                {
-                    apply(gr, ur, hr);
-                }
+                par_rows(mm, &mut h, n, f, |r, hr| {
+                    apply(&g[r * f..(r + 1) * f], &u[r * f..(r + 1) * f], hr)
+                });
                 down
             }
             Ffn::FusedGateUp { up, down } => {
                 let mut gu = vec![0.0f32; n * 2 * f];
                 mm.matmul(up, x, n, &mut gu)?;
-                for (row, hr) in gu.chunks_exact(2 * f).zip(h.chunks_exact_mut(f)) {
-                    apply(&row[..f], &row[f..], hr);
-                }
+                par_rows(mm, &mut h, n, f, |r, hr| {
+                    let row = &gu[r * 2 * f..(r + 1) * 2 * f];
+                    apply(&row[..f], &row[f..], hr)
+                });
                 down
             }
             Ffn::Moe(_) => unreachable!("handled above"),
@@ -501,6 +498,30 @@ impl Ffn {
         }
         Ok(y)
     }
+}
+
+/// `f(r, row r of out)` for the `n` rows of `width` values of `out`, rows shared between the
+/// threads of `mm`'s pool when there are several (each row is computed the same way either
+/// way).
+fn par_rows(
+    mm: &Mm<'_>,
+    out: &mut [f32],
+    n: usize,
+    width: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    if n < 2 || width == 0 {
+        for (r, row) in out.chunks_exact_mut(width.max(1)).enumerate() {
+            f(r, row);
+        }
+        return;
+    }
+    let per = n.div_ceil(4 * mm.pool.n_threads()).max(1);
+    mm.pool.par_chunks_mut(out, per * width, |i, rows| {
+        for (k, row) in rows.chunks_exact_mut(width).enumerate() {
+            f(i * per + k, row);
+        }
+    });
 }
 
 /// The tensors of one decoder layer (the union of what the supported architectures use).

@@ -88,6 +88,16 @@ pub(crate) fn unsigned_offset(ty: GgmlType) -> u8 {
     }
 }
 
+/// The offset of `ty`'s unpacked values for the VNNI kernels (`vpdpbusd` multiplies unsigned
+/// bytes with signed ones and sums in 32 bits, so any offset that makes the values unsigned
+/// works): [`unsigned_offset`] for Q4_0 and Q5_0, 128 for Q8_0 and IQ4_NL.
+pub(crate) fn vnni_offset(ty: GgmlType) -> u8 {
+    match unsigned_offset(ty) {
+        0 => 128,
+        off => off,
+    }
+}
+
 /// Bytes of one block of `ty`.
 pub(crate) fn block_bytes(ty: GgmlType) -> usize {
     match ty {
@@ -150,7 +160,7 @@ pub(crate) fn sum8(a: &[f32; 8]) -> f32 {
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{block_bytes, unsigned_offset, GroupScratch, GROUP};
+    use super::{block_bytes, GroupScratch, GROUP};
     use crate::matmul::act::Acts;
     use crate::matmul::x86_avx2::{
         bytes_from_bits_32, ld, ld128, nibbles_32, unpack_iq4_nl, unpack_q4_0, unpack_q5_0,
@@ -158,7 +168,10 @@ pub(crate) mod avx2 {
     };
     use hearth_gguf::GgmlType;
 
-    /// Unpacks `rows` (at most [`GROUP`], each `nb` blocks of `ty`) into `s`.
+    /// Unpacks `rows` (at most [`GROUP`], each `nb` blocks of `ty`) into `s`, `qabs` holding
+    /// the values plus `off` (the AVX2 kernels' [`unsigned_offset`](super::unsigned_offset)
+    /// or the VNNI kernels' [`vnni_offset`](super::vnni_offset)), or their absolute values
+    /// for `off == 0`.
     ///
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C; every row must hold `nb` blocks of `ty`.
@@ -168,6 +181,7 @@ pub(crate) mod avx2 {
         rows: &[&[u8]],
         nb: usize,
         s: &mut GroupScratch,
+        off: u8,
     ) {
         let bb = block_bytes(ty);
         s.prepare(nb, rows.len());
@@ -187,14 +201,14 @@ pub(crate) mod avx2 {
                 s.d[b * GROUP + r] = d;
             }
         }
-        // What `qabs` holds: the values plus the type's offset for Q4_0 and Q5_0 (their
-        // unsigned nibbles), absolute values for the others.
-        let off = _mm256_set1_epi8(unsigned_offset(ty) as i8);
+        // What `qabs` holds: the values plus `off` (wrapping: -128..128 + 128 is 0..256 as
+        // bytes), or absolute values.
+        let offv = _mm256_set1_epi8(off as i8);
         let abs_or_offset = |v: __m256i| {
-            if unsigned_offset(ty) == 0 {
+            if off == 0 {
                 _mm256_sign_epi8(v, v)
             } else {
-                _mm256_add_epi8(v, off)
+                _mm256_add_epi8(v, offv)
             }
         };
         // The interleaved layout: a transpose of each block's 8 rows x 8 groups of 4 bytes.
@@ -278,7 +292,7 @@ pub(crate) mod avx2 {
     /// vector whose lane k is accumulator k.
     ///
     /// Q4_0 and Q5_0 multiply their unsigned values (no sign operations) and subtract
-    /// [`unsigned_offset`] times `asum`, the token's block sums ([`block_sums`]); the other
+    /// [`unsigned_offset`](super::unsigned_offset) times `asum`, the token's block sums ([`block_sums`]); the other
     /// types ignore `asum`.
     ///
     /// # Safety

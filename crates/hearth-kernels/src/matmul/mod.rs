@@ -21,6 +21,7 @@ pub(crate) mod act;
 pub(crate) mod group;
 pub(crate) mod scalar;
 pub(crate) mod tile;
+pub(crate) mod tile512;
 pub(crate) mod tile_k6;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2;
@@ -625,13 +626,21 @@ fn tile_rows(
             });
             return;
         }
+        // AVX-512 VNNI: sixteen rows (two unpacked groups) per kernel call.
+        let wide = k.level >= CpuLevel::Avx512;
+        let step = if wide { tile512::ROWS } else { GROUP };
+        let off = if wide {
+            group::vnni_offset(w.ty)
+        } else {
+            group::unsigned_offset(w.ty)
+        };
         let mut preps: Vec<TilePrep> = Vec::new();
-        let mut q8 = group::GroupScratch::default();
-        let mut k4 = tile::K4Group::default();
-        let mut k6 = tile_k6::K6Group::default();
-        let mut res = [[0.0f32; GROUP]; TILE];
+        let mut q8: [group::GroupScratch; 2] = Default::default();
+        let mut k4: [tile::K4Group; 2] = Default::default();
+        let mut k6: [tile_k6::K6Group; 2] = Default::default();
+        let mut res = [[0.0f32; tile512::ROWS]; TILE];
         let bsums = kind == GroupKind::Q4K;
-        let asums = kind == GroupKind::Q8 && group::unsigned_offset(w.ty) != 0;
+        let asums = kind == GroupKind::Q8 && off != 0;
         for tb in (0..n_tokens).step_by(TILE_TOKEN_BLOCK) {
             let tb_end = (tb + TILE_TOKEN_BLOCK).min(n_tokens);
             // The block's tiles, prepared once for all rows.
@@ -643,40 +652,85 @@ fn tile_rows(
             for (p, &(t0, nt)) in preps.iter_mut().zip(&tiles) {
                 p.prepare(acts, t0, nt, bsums, asums);
             }
-            for g0 in (r0..r1).step_by(GROUP) {
-                let g1 = (g0 + GROUP).min(r1);
-                let mut rows: [&[u8]; GROUP] = [&[]; GROUP];
-                for (slot, r) in rows.iter_mut().zip(g0..g1) {
-                    *slot = row(r);
-                }
-                let rows = &rows[..g1 - g0];
-                // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
-                // rows hold nb blocks each (the matrix shape was checked).
-                unsafe {
-                    match kind {
-                        GroupKind::Q8 => group::avx2::unpack_group(w.ty, rows, acts.nb, &mut q8),
-                        GroupKind::Q4K => tile::avx2::k4_unpack_group(rows, acts.nb, &mut k4),
-                        GroupKind::Q6K => tile_k6::avx2::k6_unpack_group(rows, acts.nb, &mut k6),
+            for g0 in (r0..r1).step_by(step) {
+                let g1 = (g0 + step).min(r1);
+                // The groups of eight rows: rows g0..g1 split at g0 + 8.
+                let halves = [(g0, (g0 + GROUP).min(g1)), ((g0 + GROUP).min(g1), g1)];
+                let n_groups = if halves[1].0 < halves[1].1 { 2 } else { 1 };
+                for (h, &(a, b)) in halves.iter().enumerate().take(n_groups) {
+                    let mut slots: [&[u8]; GROUP] = [&[]; GROUP];
+                    for (slot, r) in slots.iter_mut().zip(a..b) {
+                        *slot = row(r);
                     }
-                }
-                for (prep, &(t0, nt)) in preps.iter().zip(&tiles) {
-                    // SAFETY: as above; `prep` was prepared from `acts` (with the bsum pairs
-                    // for Q4_K, the block sums for the offset types).
+                    let rows = &slots[..b - a];
+                    // SAFETY: the matrix's level (checked against the CPU) is at least AVX2;
+                    // rows hold nb blocks each (the matrix shape was checked).
                     unsafe {
                         match kind {
                             GroupKind::Q8 => {
-                                tile::avx2::group_dot_tile(w.ty, &q8, acts, prep, &mut res)
+                                group::avx2::unpack_group(w.ty, rows, acts.nb, &mut q8[h], off)
                             }
-                            GroupKind::Q4K => tile::avx2::k4_group_tile(&k4, acts, prep, &mut res),
+                            GroupKind::Q4K => {
+                                tile::avx2::k4_unpack_group(rows, acts.nb, &mut k4[h])
+                            }
                             GroupKind::Q6K => {
-                                tile_k6::avx2::k6_group_tile(&k6, acts, prep, &mut res)
+                                tile_k6::avx2::k6_unpack_group(rows, acts.nb, &mut k6[h])
                             }
                         }
                     }
-                    for (j, r8) in res[..nt].iter().enumerate() {
+                }
+                // A lone group is passed twice (the second half's results are dropped).
+                let second = n_groups - 1;
+                for (prep, &(t0, nt)) in preps.iter().zip(&tiles) {
+                    // SAFETY: as above, and the level is AVX-512 (VNNI) when `wide`; `prep`
+                    // was prepared from `acts` (with the bsum pairs for Q4_K, the block sums
+                    // for the offset types).
+                    unsafe {
+                        if wide {
+                            use tile512::avx512;
+                            match kind {
+                                GroupKind::Q8 => avx512::q8_group_tile(
+                                    w.ty,
+                                    [&q8[0], &q8[second]],
+                                    acts,
+                                    prep,
+                                    &mut res,
+                                ),
+                                GroupKind::Q4K => avx512::k4_group_tile(
+                                    [&k4[0], &k4[second]],
+                                    acts,
+                                    prep,
+                                    &mut res,
+                                ),
+                                GroupKind::Q6K => avx512::k6_group_tile(
+                                    [&k6[0], &k6[second]],
+                                    acts,
+                                    prep,
+                                    &mut res,
+                                ),
+                            }
+                        } else {
+                            let mut r8 = [[0.0f32; GROUP]; TILE];
+                            match kind {
+                                GroupKind::Q8 => {
+                                    tile::avx2::group_dot_tile(w.ty, &q8[0], acts, prep, &mut r8)
+                                }
+                                GroupKind::Q4K => {
+                                    tile::avx2::k4_group_tile(&k4[0], acts, prep, &mut r8)
+                                }
+                                GroupKind::Q6K => {
+                                    tile_k6::avx2::k6_group_tile(&k6[0], acts, prep, &mut r8)
+                                }
+                            }
+                            for (r16, r8) in res.iter_mut().zip(&r8) {
+                                r16[..GROUP].copy_from_slice(r8);
+                            }
+                        }
+                    }
+                    for (j, rj) in res[..nt].iter().enumerate() {
                         // SAFETY: rows g0..g1 are in the caller's range alone.
                         let dst = unsafe { out.slice((t0 + j) * n_rows + g0, g1 - g0) };
-                        dst.copy_from_slice(&r8[..g1 - g0]);
+                        dst.copy_from_slice(&rj[..g1 - g0]);
                     }
                 }
             }

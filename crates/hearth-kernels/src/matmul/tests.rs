@@ -395,7 +395,15 @@ fn q8_tile_kernels_match_their_scalar_twin_bit_for_bit() {
                     if level >= CpuLevel::Avx2 {
                         let mut s = GroupScratch::default();
                         // SAFETY: the level is supported by this CPU.
-                        unsafe { group::avx2::unpack_group(ty, &rows, ne0 / 32, &mut s) };
+                        unsafe {
+                            group::avx2::unpack_group(
+                                ty,
+                                &rows,
+                                ne0 / 32,
+                                &mut s,
+                                group::unsigned_offset(ty),
+                            )
+                        };
                         let asums = group::unsigned_offset(ty) != 0;
                         for t0 in (0..n_tokens).step_by(TILE) {
                             let nt = TILE.min(n_tokens - t0);
@@ -553,6 +561,125 @@ fn q6_k_kernels_match_their_scalar_twin_bit_for_bit() {
                         // SAFETY: the level is supported by this CPU.
                         let one = unsafe { tile_k6::avx2::k6_row_dot_direct(row, &acts, t) };
                         assert_eq!(one.to_bits(), want[r].to_bits(), "row direct ({t}, {r})");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The AVX-512 VNNI tile kernels (sixteen rows: two unpacked groups side by side): for every
+/// row count 1..=16 (a lone group passed twice), a full and a partial tile, odd and small
+/// block counts and every bit pattern of the weights, each type's kernel gives the scalar
+/// twin's bits for each row and token.
+#[test]
+fn vnni_tile_kernels_match_their_scalar_twins_bit_for_bit() {
+    use super::group::{self, GroupScratch, GROUP};
+    use super::tile::{self, K4Group, TilePrep, TILE};
+    use super::tile512::ROWS;
+    use super::tile_k6::{self, K6Group};
+    if !CpuLevel::Avx512.is_supported() {
+        eprintln!("skipped: this CPU has no AVX-512 VNNI");
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::tile512::avx512;
+        let level = CpuLevel::Avx512;
+        let mut rng = Rng(31);
+        let n_tokens = 7;
+        let cases: &[(GgmlType, &[usize], &[usize])] = &[
+            (GgmlType::Q4_0, &[0], &[19 * 32, 5 * 32]),
+            (GgmlType::Q5_0, &[0], &[19 * 32, 5 * 32]),
+            (GgmlType::Q8_0, &[0], &[19 * 32, 5 * 32]),
+            (GgmlType::IQ4_NL, &[0], &[19 * 32, 5 * 32]),
+            (GgmlType::Q4_K, &[0, 2], &[2 * QK_K, 3 * QK_K]),
+            (GgmlType::Q6_K, &[208], &[2 * QK_K, 3 * QK_K]),
+        ];
+        for &(ty, scales, ne0s) in cases {
+            for &ne0 in ne0s {
+                for raw in [true, false] {
+                    let w = weights(ty, scales, ne0, ROWS, &mut rng, raw);
+                    let x = rng.values(n_tokens * ne0, 1.0);
+                    let all: Vec<&[u8]> = w.chunks_exact(w.len() / ROWS).collect();
+                    let kind = act_kind(ty).unwrap();
+                    let acts = acts_for(kind, &x, n_tokens, ne0, level);
+                    let twin = |row: &[u8], t: usize| match ty {
+                        GgmlType::Q4_K => tile::k4_row_dot_scalar(row, &acts, t),
+                        GgmlType::Q6_K => tile_k6::k6_row_dot_scalar(row, &acts, t),
+                        _ => tile::q8_row_dot_scalar(ty, row, &acts, t),
+                    };
+                    let nb = acts.nb;
+                    for n_rows in 1..=ROWS {
+                        let groups: Vec<&[&[u8]]> = all[..n_rows].chunks(GROUP).collect();
+                        let second = groups.len() - 1;
+                        let (mut q8, mut k4, mut k6) = (
+                            [GroupScratch::default(), GroupScratch::default()],
+                            [K4Group::default(), K4Group::default()],
+                            [K6Group::default(), K6Group::default()],
+                        );
+                        for (h, rows) in groups.iter().enumerate() {
+                            // SAFETY: AVX-512 (and so AVX2) is supported by this CPU.
+                            unsafe {
+                                match ty {
+                                    GgmlType::Q4_K => {
+                                        tile::avx2::k4_unpack_group(rows, nb, &mut k4[h])
+                                    }
+                                    GgmlType::Q6_K => {
+                                        tile_k6::avx2::k6_unpack_group(rows, nb, &mut k6[h])
+                                    }
+                                    _ => group::avx2::unpack_group(
+                                        ty,
+                                        rows,
+                                        nb,
+                                        &mut q8[h],
+                                        group::vnni_offset(ty),
+                                    ),
+                                }
+                            }
+                        }
+                        for t0 in (0..n_tokens).step_by(TILE) {
+                            let nt = TILE.min(n_tokens - t0);
+                            let mut prep = TilePrep::default();
+                            let q8k = matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K);
+                            prep.prepare(&acts, t0, nt, ty == GgmlType::Q4_K, !q8k);
+                            let mut got = [[0.0f32; ROWS]; TILE];
+                            // SAFETY: AVX-512 VNNI is supported by this CPU; `prep` has the
+                            // bsum pairs (Q4_K) or block sums (the others).
+                            unsafe {
+                                match ty {
+                                    GgmlType::Q4_K => avx512::k4_group_tile(
+                                        [&k4[0], &k4[second]],
+                                        &acts,
+                                        &prep,
+                                        &mut got,
+                                    ),
+                                    GgmlType::Q6_K => avx512::k6_group_tile(
+                                        [&k6[0], &k6[second]],
+                                        &acts,
+                                        &prep,
+                                        &mut got,
+                                    ),
+                                    _ => avx512::q8_group_tile(
+                                        ty,
+                                        [&q8[0], &q8[second]],
+                                        &acts,
+                                        &prep,
+                                        &mut got,
+                                    ),
+                                }
+                            }
+                            for (j, got) in got[..nt].iter().enumerate() {
+                                let want: Vec<f32> =
+                                    all[..n_rows].iter().map(|row| twin(row, t0 + j)).collect();
+                                assert_eq!(
+                                    bits(&got[..n_rows]),
+                                    bits(&want),
+                                    "{ty} ne0 {ne0} raw {raw}: token {}, {n_rows} rows",
+                                    t0 + j
+                                );
+                            }
+                        }
                     }
                 }
             }

@@ -49,6 +49,24 @@ pub(crate) struct TilePrep {
 }
 
 impl TilePrep {
+    /// The tile's four activation rows, checked to hold `len` values each.
+    pub(crate) fn act_ptrs(&self, acts: &Acts<'_>, len: usize) -> [*const u8; TILE] {
+        std::array::from_fn(|j| {
+            let q = acts.qs_row(self.t[j]);
+            assert!(q.len() >= len, "activation row");
+            q.as_ptr() as *const u8
+        })
+    }
+
+    /// The tile's four rows of Q8_K bsums, checked to hold `len` each.
+    pub(crate) fn bsum_ptrs(&self, acts: &Acts<'_>, len: usize) -> [*const i16; TILE] {
+        std::array::from_fn(|j| {
+            let b = acts.bsums_row(self.t[j]);
+            assert!(b.len() >= len, "bsums row");
+            b.as_ptr()
+        })
+    }
+
     /// Prepares tokens `t0..t0 + nt` (`1 <= nt <= TILE`, all existing); `bsums`: also the
     /// bsum pairs (Q8_K activations); `asums`: also the block sums (Q8_0 activations).
     pub(crate) fn prepare(
@@ -167,15 +185,6 @@ pub(crate) mod avx2 {
     use crate::quant::k_quants::get_scale_min_k4;
     use hearth_gguf::GgmlType;
 
-    /// The tile's four activation rows, checked to hold `len` bytes each.
-    fn act_ptrs(acts: &Acts<'_>, prep: &TilePrep, len: usize) -> [*const u8; TILE] {
-        std::array::from_fn(|j| {
-            let q = acts.qs_row(prep.t[j]);
-            assert!(q.len() >= len, "activation row");
-            q.as_ptr() as *const u8
-        })
-    }
-
     /// `out[j][r] = dot(row r of the group, token prep.t[j])` for a group of rows of a
     /// 32-value block type unpacked by [`group::avx2::unpack_group`] (bit-identical to
     /// [`group::group_dot_scalar`] for each token).
@@ -230,7 +239,7 @@ pub(crate) mod avx2 {
                 && prep.dx.len() >= nb * TILE
                 && (OFF == 0 || prep.asum.len() >= nb * TILE)
         );
-        let qa = act_ptrs(acts, prep, nb * 32);
+        let qa = prep.act_ptrs(acts, nb * 32);
         let ones = _mm256_set1_epi16(1);
         let (wi, wa) = (s.qi.as_ptr() as *const u8, s.qabs.as_ptr());
         // 16-bit partial sums per widening: all 8 slices (Q4_0), 4 (Q5_0).
@@ -373,7 +382,7 @@ pub(crate) mod avx2 {
                 && prep.dx.len() >= nb * TILE
                 && prep.bsp.len() >= nb * TILE * 8
         );
-        let qa = act_ptrs(acts, prep, nb * 256);
+        let qa = prep.act_ptrs(acts, nb * 256);
         let (wi, sc, mins) = (s.qi.as_ptr(), s.sc.as_ptr(), s.mins.as_ptr());
         let mut acc = [_mm256_setzero_ps(); TILE];
         for b in 0..nb {

@@ -212,19 +212,7 @@ pub(crate) mod avx2 {
                 && s.d.len() >= nb * GROUP
                 && prep.dx.len() >= nb * TILE
         );
-        let (qa, bs): ([*const u8; TILE], [*const i16; TILE]) = {
-            let q = std::array::from_fn(|j| {
-                let q = acts.qs_row(prep.t[j]);
-                assert!(q.len() >= nb * 256, "activation row");
-                q.as_ptr() as *const u8
-            });
-            let b = std::array::from_fn(|j| {
-                let b = acts.bsums_row(prep.t[j]);
-                assert!(b.len() >= nb * 16, "bsums row");
-                b.as_ptr()
-            });
-            (q, b)
-        };
+        let (qa, bs) = (prep.act_ptrs(acts, nb * 256), prep.bsum_ptrs(acts, nb * 16));
         let (wi, sc, scp) = (s.qi.as_ptr(), s.sc.as_ptr(), s.scp.as_ptr());
         let mut acc = [_mm256_setzero_ps(); TILE];
         for b in 0..nb {
