@@ -503,7 +503,7 @@ pub(crate) mod avx2_k4 {
     /// The pair sums of a super-block's 16 bsums (one i16 per 32-value sub-block).
     #[inline]
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn bsum_pairs(bs: &[i16]) -> __m128i {
+    pub(crate) fn bsum_pairs(bs: &[i16]) -> __m128i {
         assert!(bs.len() >= 16);
         // SAFETY: 16 i16 asserted.
         let bsv = unsafe { _mm256_loadu_si256(bs.as_ptr() as *const __m256i) };

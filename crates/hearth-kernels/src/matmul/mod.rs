@@ -18,6 +18,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod act;
+pub(crate) mod direct512;
 pub(crate) mod group;
 pub(crate) mod scalar;
 pub(crate) mod tile;
@@ -607,6 +608,7 @@ fn tile_rows(
     }
     #[cfg(target_arch = "x86_64")]
     {
+        let wide = k.level >= CpuLevel::Avx512;
         if n_tokens < DIRECT_BELOW {
             // The tokens' block sums, for the unsigned-offset types (Q4_0, Q5_0).
             let asums: Vec<Vec<i32>> = match kind {
@@ -617,17 +619,21 @@ fn tile_rows(
             };
             // SAFETY: the matrix's level (checked against the CPU) is at least AVX2; each
             // row holds nb blocks; the tokens exist; `asums` holds their block sums.
+            // With AVX-512 VNNI (`wide`) the Q4_K and Q6_K rows run its kernels.
             direct_rows(out, n_rows, r0, r1, &row, n_tokens, |row, t| unsafe {
-                match kind {
-                    GroupKind::Q8 => group::avx2::row_dot_direct(w.ty, row, acts, t, &asums[t]),
-                    GroupKind::Q4K => group::avx2_k4::k4_row_dot_direct(row, acts, t),
-                    GroupKind::Q6K => tile_k6::avx2::k6_row_dot_direct(row, acts, t),
+                match (kind, wide) {
+                    (GroupKind::Q8, _) => {
+                        group::avx2::row_dot_direct(w.ty, row, acts, t, &asums[t])
+                    }
+                    (GroupKind::Q4K, true) => direct512::avx512::k4_row_dot(row, acts, t),
+                    (GroupKind::Q4K, false) => group::avx2_k4::k4_row_dot_direct(row, acts, t),
+                    (GroupKind::Q6K, true) => direct512::avx512::k6_row_dot(row, acts, t),
+                    (GroupKind::Q6K, false) => tile_k6::avx2::k6_row_dot_direct(row, acts, t),
                 }
             });
             return;
         }
         // AVX-512 VNNI: sixteen rows (two unpacked groups) per kernel call.
-        let wide = k.level >= CpuLevel::Avx512;
         let step = if wide { tile512::ROWS } else { GROUP };
         let off = if wide {
             group::vnni_offset(w.ty)

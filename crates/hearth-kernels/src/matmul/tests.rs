@@ -687,6 +687,59 @@ fn vnni_tile_kernels_match_their_scalar_twins_bit_for_bit() {
     }
 }
 
+/// The AVX-512 VNNI one-row (decode) kernels for Q4_K and Q6_K give the scalar twins' bits
+/// for every row and token (all bit patterns of the quants and scales, and quantized
+/// weights).
+#[test]
+fn vnni_one_row_kernels_match_their_scalar_twins_bit_for_bit() {
+    use super::tile::k4_row_dot_scalar;
+    use super::tile_k6::k6_row_dot_scalar;
+    if !CpuLevel::Avx512.is_supported() {
+        eprintln!("skipped: this CPU has no AVX-512 VNNI");
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::direct512::avx512;
+        let mut rng = Rng(37);
+        let (n_tokens, n_rows) = (3, 9);
+        for (ty, scales) in [
+            (GgmlType::Q4_K, &[0usize, 2][..]),
+            (GgmlType::Q6_K, &[208][..]),
+        ] {
+            for ne0 in [QK_K, 3 * QK_K] {
+                for raw in [true, false] {
+                    let w = weights(ty, scales, ne0, n_rows, &mut rng, raw);
+                    let x = rng.values(n_tokens * ne0, 1.0);
+                    let acts = acts_for(ActKind::Q8K, &x, n_tokens, ne0, CpuLevel::Avx512);
+                    for (r, row) in w.chunks_exact(w.len() / n_rows).enumerate() {
+                        for t in 0..n_tokens {
+                            // SAFETY: AVX-512 VNNI is supported by this CPU.
+                            let (got, want) = unsafe {
+                                match ty {
+                                    GgmlType::Q4_K => (
+                                        avx512::k4_row_dot(row, &acts, t),
+                                        k4_row_dot_scalar(row, &acts, t),
+                                    ),
+                                    _ => (
+                                        avx512::k6_row_dot(row, &acts, t),
+                                        k6_row_dot_scalar(row, &acts, t),
+                                    ),
+                                }
+                            };
+                            assert_eq!(
+                                got.to_bits(),
+                                want.to_bits(),
+                                "{ty} ne0 {ne0} raw {raw} ({t}, {r})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `matmul_many` gives every matrix the bits `matmul` gives it, for mixed types (shared and
 /// separate activation formats) and row counts that do not line up with the thread split.
 #[test]

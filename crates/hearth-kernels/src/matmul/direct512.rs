@@ -1,0 +1,206 @@
+//! AVX-512 VNNI one-row kernels for decoding (a row read in place, times one token): Q4_K and
+//! Q6_K times Q8_K.
+//!
+//! Each 64 weights go through one `vpdpbusd` with the token's 64 values (sums of four
+//! products per 32-bit lane, small enough for 16 bits), two such results are packed to 16
+//! bits and multiplied by the sub-blocks' scales with one `vpdpwssd`, and the super-block's
+//! exact integer sum is reduced once. The float steps per super-block are the scalar twins'
+//! ([`super::tile::k4_row_dot_scalar`], [`super::tile_k6::k6_row_dot_scalar`]), so the
+//! results have the same bits as every other kernel for these types.
+
+#![allow(unsafe_code)]
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx512 {
+    use std::arch::x86_64::*;
+
+    use crate::matmul::act::Acts;
+    use crate::matmul::group::avx2_k4::bsum_pairs;
+    use crate::matmul::tile_k6::Q6K_BYTES;
+    use crate::matmul::x86_avx2::{f16c, k4_scales_mins, ld128};
+
+    /// i16 lane indices: 128-bit lane `l` takes element `a[l]` four times, then `b[l]`.
+    const fn quad_idx(a: [u16; 4], b: [u16; 4]) -> [u16; 32] {
+        let mut idx = [0u16; 32];
+        let mut l = 0;
+        while l < 4 {
+            let mut i = 0;
+            while i < 4 {
+                idx[8 * l + i] = a[l];
+                idx[8 * l + 4 + i] = b[l];
+                i += 1;
+            }
+            l += 1;
+        }
+        idx
+    }
+
+    /// Q4_K: after `packs(p0, p1)` of the products of sub-blocks (0 | 1) and (2 | 3), 128-bit
+    /// lanes 0 and 1 hold sub-blocks 0 and 2, lanes 2 and 3 sub-blocks 1 and 3 (then 4..8).
+    static K4_IDX: [[u16; 32]; 2] = [
+        quad_idx([0, 0, 1, 1], [2, 2, 3, 3]),
+        quad_idx([4, 4, 5, 5], [6, 6, 7, 7]),
+    ];
+    /// Q6_K: `packs` of the products of values 128c..+64 and 128c+64..+64: lane l holds the
+    /// 16-value sub-blocks 8c + l and 8c + 4 + l.
+    static K6_IDX: [[u16; 32]; 2] = [
+        quad_idx([0, 1, 2, 3], [4, 5, 6, 7]),
+        quad_idx([8, 9, 10, 11], [12, 13, 14, 15]),
+    ];
+
+    /// One of the index tables above as a zmm.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    fn idx(t: &[u16; 32]) -> __m512i {
+        // SAFETY: 64 readable bytes.
+        unsafe { _mm512_loadu_si512(t.as_ptr() as *const _) }
+    }
+
+    /// 32 bytes at `p` in both halves of a zmm.
+    ///
+    /// # Safety
+    /// `p..p + 32` must be readable.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn bcast256(p: *const u8) -> __m512i {
+        // SAFETY: forwarded to the caller.
+        _mm512_broadcast_i64x4(unsafe { _mm256_loadu_si256(p as *const __m256i) })
+    }
+
+    /// 64 bytes at `p`.
+    ///
+    /// # Safety
+    /// `p..p + 64` must be readable.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn ld512(p: *const u8) -> __m512i {
+        // SAFETY: forwarded to the caller.
+        unsafe { _mm512_loadu_si512(p as *const _) }
+    }
+
+    /// i16 shift counts: `lo` in the lower 256 bits, `hi` in the upper.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    fn halves16(lo: i16, hi: i16) -> __m512i {
+        _mm512_inserti64x4::<1>(
+            _mm512_castsi256_si512(_mm256_set1_epi16(lo)),
+            _mm256_set1_epi16(hi),
+        )
+    }
+
+    /// One Q4_K row read in place against token `t` (bit-identical to
+    /// [`crate::matmul::tile::k4_row_dot_scalar`]).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `row` must hold the
+    /// blocks of `acts`' rows; token `t` must exist.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(crate) unsafe fn k4_row_dot(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
+        let (qa, da, bs) = (acts.qs_row(t), acts.d_row(t), acts.bsums_row(t));
+        let nb = da.len();
+        assert!(qa.len() >= nb * 256 && bs.len() >= nb * 16 && row.len() >= nb * 144);
+        let m4 = _mm512_set1_epi8(0x0f);
+        // The low nibbles of 32 bytes in the lower half, the high ones in the upper.
+        let nib = halves16(0, 4);
+        let (idx0, idx1) = (idx(&K4_IDX[0]), idx(&K4_IDX[1]));
+        let mut acc = 0.0f32;
+        for (b, &yd) in da.iter().enumerate() {
+            let a = qa.as_ptr().wrapping_add(256 * b) as *const u8;
+            let x: &[u8; 144] = row[b * 144..(b + 1) * 144].try_into().expect("block");
+            let ms = k4_scales_mins(x[4..16].try_into().expect("12 bytes"));
+            let msz = _mm512_castsi256_si512(ms);
+            let mut p = [_mm512_setzero_si512(); 4];
+            for (j, p) in p.iter_mut().enumerate() {
+                // SAFETY: bytes 16 + 32j .. +32 of the block; values 64j..64j+64 of the
+                // token's super-block (lengths asserted above).
+                let (raw, av) =
+                    unsafe { (bcast256(x.as_ptr().add(16 + 32 * j)), ld512(a.add(64 * j))) };
+                // Sub-blocks 2j (lanes 0..8) and 2j + 1 (lanes 8..16).
+                let w = _mm512_and_si512(_mm512_srlv_epi16(raw, nib), m4);
+                *p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, av);
+            }
+            let v = _mm512_dpwssd_epi32(
+                _mm512_dpwssd_epi32(
+                    _mm512_setzero_si512(),
+                    _mm512_packs_epi32(p[0], p[1]),
+                    _mm512_permutexvar_epi16(idx0, msz),
+                ),
+                _mm512_packs_epi32(p[2], p[3]),
+                _mm512_permutexvar_epi16(idx1, msz),
+            );
+            let i1 = _mm512_reduce_add_epi32(v);
+            let m = _mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), bsum_pairs(&bs[16 * b..]));
+            let m = _mm_add_epi32(m, _mm_shuffle_epi32::<0b01_00_11_10>(m));
+            let i2 = _mm_cvtsi128_si32(_mm_add_epi32(m, _mm_shuffle_epi32::<0b10_11_00_01>(m)));
+            let d = f16c(u16::from_le_bytes([x[0], x[1]]));
+            let dm = f16c(u16::from_le_bytes([x[2], x[3]]));
+            acc = (d * yd).mul_add(i1 as f32, acc);
+            acc = (-(dm * yd)).mul_add(i2 as f32, acc);
+        }
+        acc
+    }
+
+    /// One Q6_K row read in place against token `t` (bit-identical to
+    /// [`crate::matmul::tile_k6::k6_row_dot_scalar`]).
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `row` must hold the
+    /// blocks of `acts`' rows; token `t` must exist.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(crate) unsafe fn k6_row_dot(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
+        let (qa, da, bs) = (acts.qs_row(t), acts.d_row(t), acts.bsums_row(t));
+        let nb = da.len();
+        assert!(qa.len() >= nb * 256 && bs.len() >= nb * 16 && row.len() >= nb * Q6K_BYTES);
+        let m4 = _mm512_set1_epi8(0x0f);
+        let m2 = _mm512_set1_epi8(3);
+        // qh bit pairs 0 and 2 (values 0..32 and 32..64 of a chunk), then 4 and 6.
+        let (sh_lo, sh_hi) = (halves16(0, 2), halves16(4, 6));
+        let idx = [idx(&K6_IDX[0]), idx(&K6_IDX[1])];
+        let mut acc = 0.0f32;
+        for (b, &yd) in da.iter().enumerate() {
+            let a = qa.as_ptr().wrapping_add(256 * b) as *const u8;
+            let x: &[u8; Q6K_BYTES] = row[b * Q6K_BYTES..(b + 1) * Q6K_BYTES]
+                .try_into()
+                .expect("block");
+            // SAFETY: bytes 192..208 (scales) of the block; 16 bsums of super-block b.
+            let (sc16, bsv) = unsafe {
+                (
+                    _mm256_cvtepi8_epi16(ld128(x.as_ptr().add(192))),
+                    _mm256_loadu_si256(bs.as_ptr().add(16 * b) as *const __m256i),
+                )
+            };
+            let scz = _mm512_castsi256_si512(sc16);
+            // sum((q - 32) * a) = sum(q * a) - 32 * sum(sc * bsums).
+            let corr = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsv, sc16));
+            let mut v = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(corr));
+            for (c, idx) in idx.iter().enumerate() {
+                // SAFETY: ql 64c..64c+64 and qh 128+32c..+32 of the block; values
+                // 128c..128c+128 of the token's super-block (lengths asserted above).
+                let (l, h, a_lo, a_hi) = unsafe {
+                    (
+                        ld512(x.as_ptr().add(64 * c)),
+                        bcast256(x.as_ptr().add(128 + 32 * c)),
+                        ld512(a.add(128 * c)),
+                        ld512(a.add(128 * c + 64)),
+                    )
+                };
+                let high = |sh: __m512i| {
+                    _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srlv_epi16(h, sh), m2))
+                };
+                let lo = _mm512_or_si512(_mm512_and_si512(l, m4), high(sh_lo));
+                let hi =
+                    _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16::<4>(l), m4), high(sh_hi));
+                let p_lo = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, a_lo);
+                let p_hi = _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, a_hi);
+                v = _mm512_dpwssd_epi32(
+                    v,
+                    _mm512_packs_epi32(p_lo, p_hi),
+                    _mm512_permutexvar_epi16(*idx, scz),
+                );
+            }
+            let d = f16c(u16::from_le_bytes([x[208], x[209]]));
+            acc = (d * yd).mul_add(_mm512_reduce_add_epi32(v) as f32, acc);
+        }
+        acc
+    }
+}
