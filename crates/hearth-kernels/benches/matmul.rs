@@ -141,7 +141,7 @@ fn batch(c: &mut Criterion) {
         (GgmlType::Q8_0, 65536usize, 640usize),
         (GgmlType::Q4_K, 8192, 2048),
     ] {
-        for n_tokens in [2usize, 4, 8, 16] {
+        for n_tokens in [1usize, 2, 4, 8, 16] {
             let mut g = c.benchmark_group(format!("batch{n_tokens}/{n_rows}x{ne0}"));
             g.warm_up_time(Duration::from_millis(300))
                 .measurement_time(Duration::from_secs(2))

@@ -34,7 +34,7 @@ pub(crate) struct GroupScratch {
     pub(crate) d: Vec<f32>,
     /// The SIMD layout: per block `b` and group of four values `k`, the eight rows' four
     /// values (`qi[((b * 8 + k) * GROUP + r) * 4..][..4]`), so that one 32-byte load holds a
-    /// slice of every row; `qabs` the same, absolute values, or for the types with an
+    /// slice of every row (written for the sign trick only); `qabs` the same, absolute values, or for the types with an
     /// [`unsigned_offset`] the values plus that offset (0..16 or 0..32).
     pub(crate) qi: Vec<i8>,
     pub(crate) qabs: Vec<u8>,
@@ -220,7 +220,10 @@ pub(crate) mod avx2 {
                 let out = interleave8(std::array::from_fn(|i| ld(src.add(32 * i))));
                 for (k, v) in out.iter().enumerate() {
                     let o = (b * 8 + k) * 32;
-                    _mm256_storeu_si256(s.qi.as_mut_ptr().add(o) as *mut __m256i, *v);
+                    // Only the sign trick reads the signed values.
+                    if off == 0 {
+                        _mm256_storeu_si256(s.qi.as_mut_ptr().add(o) as *mut __m256i, *v);
+                    }
                     _mm256_storeu_si256(
                         s.qabs.as_mut_ptr().add(o) as *mut __m256i,
                         abs_or_offset(*v),
@@ -382,96 +385,208 @@ pub(crate) mod avx2 {
         )
     }
 
-    /// # Safety
-    /// As [`row_dot_direct`].
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn row_dot_t<const TY: u8>(row: &[u8], acts: &Acts<'_>, t: usize, asum: &[i32]) -> f32 {
-        let bb = match TY {
-            0 | 2 => 18,
-            1 => 22,
-            _ => 34,
-        };
-        let unsigned = TY <= 1;
-        let (qa, da) = (acts.qs_row(t), acts.d_row(t));
-        let nb = da.len();
-        assert!(qa.len() >= nb * 32 && row.len() >= nb * bb && (!unsigned || asum.len() >= nb));
-        // log2 of the offset: 8 (Q4_0) or 16 (Q5_0).
-        let shift = _mm_cvtsi32_si128(if TY == 0 { 3 } else { 4 });
-        macro_rules! prod {
-            ($b:expr) => {{
-                let b = $b;
-                // SAFETY: block b < nb of the token and of the row (asserted above).
-                unsafe {
-                    block_prod::<TY>(
-                        qa.as_ptr().add(32 * b) as *const u8,
-                        &row[b * bb..(b + 1) * bb],
-                    )
+    /// Defines the one-row loop `$name::<TY>` with the block product `$prod` (whose values
+    /// carry the offset `$off(TY)`, 0 for the sign trick), compiled for `$feat`.
+    macro_rules! row_dot_loop {
+        ($name:ident, $feat:literal, $prod:ident, $off:expr) => {
+            /// # Safety
+            /// As [`row_dot_direct`].
+            #[target_feature(enable = $feat)]
+            unsafe fn $name<const TY: u8>(
+                row: &[u8],
+                acts: &Acts<'_>,
+                t: usize,
+                asum: &[i32],
+            ) -> f32 {
+                let bb = match TY {
+                    0 | 2 => 18,
+                    1 => 22,
+                    _ => 34,
+                };
+                let off: u8 = $off(TY);
+                let unsigned = off != 0;
+                let (qa, da) = (acts.qs_row(t), acts.d_row(t));
+                let nb = da.len();
+                assert!(
+                    qa.len() >= nb * 32 && row.len() >= nb * bb && (!unsigned || asum.len() >= nb)
+                );
+                // log2 of the offset (8, 16 or 128).
+                let shift = _mm_cvtsi32_si128(off.trailing_zeros() as i32);
+                macro_rules! prod {
+                    ($b:expr) => {{
+                        let b = $b;
+                        // SAFETY: block b < nb of the token and of the row (asserted above).
+                        unsafe {
+                            $prod::<TY>(
+                                qa.as_ptr().add(32 * b) as *const u8,
+                                &row[b * bb..(b + 1) * bb],
+                            )
+                        }
+                    }};
                 }
-            }};
-        }
-        // The block sums of blocks b0.. (k < n) as the offset's multiples, to subtract.
-        macro_rules! correction {
-            ($b0:expr, $n:expr) => {
-                if unsigned {
-                    offset_correction(&asum[$b0..$b0 + $n], shift)
-                } else {
-                    _mm256_setzero_si256()
+                // The block sums of blocks b0.. (k < n) as the offset's multiples, to subtract.
+                macro_rules! correction {
+                    ($b0:expr, $n:expr) => {
+                        if unsigned {
+                            offset_correction(&asum[$b0..$b0 + $n], shift)
+                        } else {
+                            _mm256_setzero_si256()
+                        }
+                    };
                 }
-            };
-        }
-        let scale = |b: usize| -> i16 {
-            // SAFETY: the f16 scale at the start of block b < nb (asserted above).
-            unsafe { (row.as_ptr().add(b * bb) as *const i16).read_unaligned() }
-        };
-        // Lane k: the accumulator of blocks b with b % 8 == k.
-        let mut acc = _mm256_setzero_ps();
-        let mut b0 = 0;
-        while b0 + GROUP <= nb {
-            let p = [
-                prod!(b0),
-                prod!(b0 + 1),
-                prod!(b0 + 2),
-                prod!(b0 + 3),
-                prod!(b0 + 4),
-                prod!(b0 + 5),
-                prod!(b0 + 6),
-                prod!(b0 + 7),
-            ];
-            let dw = _mm256_cvtph_ps(_mm_setr_epi16(
-                scale(b0),
-                scale(b0 + 1),
-                scale(b0 + 2),
-                scale(b0 + 3),
-                scale(b0 + 4),
-                scale(b0 + 5),
-                scale(b0 + 6),
-                scale(b0 + 7),
-            ));
-            // SAFETY: blocks b0..b0 + 8 <= nb.
-            let dx = unsafe { _mm256_loadu_ps(da.as_ptr().add(b0)) };
-            let isum = _mm256_cvtepi32_ps(_mm256_sub_epi32(reduce8(&p), correction!(b0, GROUP)));
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), isum, acc);
-            b0 += GROUP;
-        }
-        if b0 < nb {
-            let mut dw = [0.0f32; GROUP];
-            let mut dx = [0.0f32; GROUP];
-            let mut p = [_mm256_setzero_si256(); GROUP];
-            for k in 0..nb - b0 {
-                p[k] = prod!(b0 + k);
-                dw[k] = crate::quant::f16_to_f32(scale(b0 + k) as u16);
-                dx[k] = da[b0 + k];
+                let scale = |b: usize| -> i16 {
+                    // SAFETY: the f16 scale at the start of block b < nb (asserted above).
+                    unsafe { (row.as_ptr().add(b * bb) as *const i16).read_unaligned() }
+                };
+                // Lane k: the accumulator of blocks b with b % 8 == k.
+                let mut acc = _mm256_setzero_ps();
+                let mut b0 = 0;
+                while b0 + GROUP <= nb {
+                    let p = [
+                        prod!(b0),
+                        prod!(b0 + 1),
+                        prod!(b0 + 2),
+                        prod!(b0 + 3),
+                        prod!(b0 + 4),
+                        prod!(b0 + 5),
+                        prod!(b0 + 6),
+                        prod!(b0 + 7),
+                    ];
+                    let dw = _mm256_cvtph_ps(_mm_setr_epi16(
+                        scale(b0),
+                        scale(b0 + 1),
+                        scale(b0 + 2),
+                        scale(b0 + 3),
+                        scale(b0 + 4),
+                        scale(b0 + 5),
+                        scale(b0 + 6),
+                        scale(b0 + 7),
+                    ));
+                    // SAFETY: blocks b0..b0 + 8 <= nb.
+                    let dx = unsafe { _mm256_loadu_ps(da.as_ptr().add(b0)) };
+                    let isum =
+                        _mm256_cvtepi32_ps(_mm256_sub_epi32(reduce8(&p), correction!(b0, GROUP)));
+                    acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), isum, acc);
+                    b0 += GROUP;
+                }
+                if b0 < nb {
+                    // The last n < 8 blocks, built in registers (no scalar stores read back as
+                    // vectors): the missing lanes multiply zero sums by zero scales.
+                    let n = nb - b0;
+                    let mut p = [_mm256_setzero_si256(); GROUP];
+                    for (k, p) in p.iter_mut().enumerate().take(n) {
+                        *p = prod!(b0 + k);
+                    }
+                    let sc = |k: usize| if k < n { scale(b0 + k) } else { 0 };
+                    let dwv = _mm256_cvtph_ps(_mm_setr_epi16(
+                        sc(0),
+                        sc(1),
+                        sc(2),
+                        sc(3),
+                        sc(4),
+                        sc(5),
+                        sc(6),
+                        sc(7),
+                    ));
+                    let mask = _mm256_cmpgt_epi32(
+                        _mm256_set1_epi32(n as i32),
+                        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                    );
+                    // SAFETY: lanes k < n read blocks b0 + k < nb of `da` (and of `asum`,
+                    // whose length was asserted for the offset types); the others are masked.
+                    let (dxv, corr) = unsafe {
+                        let dxv = _mm256_maskload_ps(da.as_ptr().add(b0), mask);
+                        let corr = if unsigned {
+                            _mm256_sll_epi32(
+                                _mm256_maskload_epi32(asum.as_ptr().add(b0), mask),
+                                shift,
+                            )
+                        } else {
+                            _mm256_setzero_si256()
+                        };
+                        (dxv, corr)
+                    };
+                    let isum = _mm256_cvtepi32_ps(_mm256_sub_epi32(reduce8(&p), corr));
+                    acc = _mm256_fmadd_ps(_mm256_mul_ps(dwv, dxv), isum, acc);
+                }
+                let mut lanes = [0.0f32; 8];
+                // SAFETY: 8 floats out.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
+                super::sum8(&lanes)
             }
-            // SAFETY: 8 floats each.
-            let (dwv, dxv) =
-                unsafe { (_mm256_loadu_ps(dw.as_ptr()), _mm256_loadu_ps(dx.as_ptr())) };
-            let isum = _mm256_cvtepi32_ps(_mm256_sub_epi32(reduce8(&p), correction!(b0, nb - b0)));
-            acc = _mm256_fmadd_ps(_mm256_mul_ps(dwv, dxv), isum, acc);
+        };
+    }
+
+    row_dot_loop!(row_dot_t, "avx2,fma,f16c", block_prod, avx2_offset);
+    row_dot_loop!(
+        row_dot_vnni_t,
+        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
+        block_prod_vnni,
+        vnni_offset_of
+    );
+
+    /// The AVX2 one-row loop's offset for type code `ty` (Q4_0 8, Q5_0 16, others the sign
+    /// trick).
+    const fn avx2_offset(ty: u8) -> u8 {
+        match ty {
+            0 => 8,
+            1 => 16,
+            _ => 0,
         }
-        let mut lanes = [0.0f32; 8];
-        // SAFETY: 8 floats out.
-        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), acc) };
-        super::sum8(&lanes)
+    }
+
+    /// The VNNI one-row loop's offset for type code `ty` (Q4_0 8, Q5_0 16, others 128).
+    const fn vnni_offset_of(ty: u8) -> u8 {
+        match ty {
+            0 => 8,
+            1 => 16,
+            _ => 128,
+        }
+    }
+
+    /// [`block_prod`] with `vpdpbusd`: the values plus the type's VNNI offset times the
+    /// activations, four products per lane.
+    ///
+    /// # Safety
+    /// `a` must point to 32 readable bytes; `x` must start with a block of the type.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn block_prod_vnni<const TY: u8>(a: *const u8, x: &[u8]) -> __m256i {
+        // SAFETY: forwarded to the caller.
+        let a = unsafe { ld(a) };
+        let wu = if TY <= 1 {
+            unpack_unsigned::<TY>(x)
+        } else {
+            let (_, w) = unpack_t::<TY>(x);
+            _mm256_xor_si256(w, _mm256_set1_epi8(-128))
+        };
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), wu, a)
+    }
+
+    /// [`row_dot_direct`] with AVX-512 VNNI (`vpdpbusd` on 256 bits): every type multiplies
+    /// unsigned values (Q8_0 and IQ4_NL offset by 128) and subtracts the offset times `asum`,
+    /// which must hold the token's block sums for every type. Bit-identical to the AVX2
+    /// kernel and the scalar twin.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; as [`row_dot_direct`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(crate) unsafe fn row_dot_direct_vnni(
+        ty: GgmlType,
+        row: &[u8],
+        acts: &Acts<'_>,
+        t: usize,
+        asum: &[i32],
+    ) -> f32 {
+        // SAFETY: forwarded.
+        unsafe {
+            match ty {
+                GgmlType::Q4_0 => row_dot_vnni_t::<0>(row, acts, t, asum),
+                GgmlType::Q5_0 => row_dot_vnni_t::<1>(row, acts, t, asum),
+                GgmlType::IQ4_NL => row_dot_vnni_t::<2>(row, acts, t, asum),
+                _ => row_dot_vnni_t::<3>(row, acts, t, asum),
+            }
+        }
     }
 
     /// Lane k = the sum of `p[k]`'s eight i32 lanes.

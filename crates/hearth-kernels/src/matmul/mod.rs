@@ -573,6 +573,22 @@ fn direct_rows<'d>(
     }
 }
 
+/// Asks the CPU to bring `bytes` into its caches (a hint: no effect on results, no faults).
+#[inline]
+fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        // SAFETY: a prefetch hint on an address inside a live slice; it never faults.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr() as *const i8
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 /// [`kernel_rows`] for the types with tile kernels ([`tile`]): one token is multiplied with
 /// each row read in place (decode), several in tiles of [`tile::TILE`] tokens per row, a chunk
 /// of rows at a time for a block of tokens (the chunk stays in cache while the block's tiles
@@ -612,17 +628,20 @@ fn tile_rows(
         if n_tokens < DIRECT_BELOW {
             // The tokens' block sums, for the unsigned-offset types (Q4_0, Q5_0).
             let asums: Vec<Vec<i32>> = match kind {
-                GroupKind::Q8 if group::unsigned_offset(w.ty) != 0 => {
+                GroupKind::Q8 if wide || group::unsigned_offset(w.ty) != 0 => {
                     (0..n_tokens).map(|t| group::block_sums(acts, t)).collect()
                 }
                 _ => vec![Vec::new(); n_tokens],
             };
             // SAFETY: the matrix's level (checked against the CPU) is at least AVX2; each
             // row holds nb blocks; the tokens exist; `asums` holds their block sums.
-            // With AVX-512 VNNI (`wide`) the Q4_K and Q6_K rows run its kernels.
+            // With AVX-512 VNNI (`wide`) the rows run its kernels.
             direct_rows(out, n_rows, r0, r1, &row, n_tokens, |row, t| unsafe {
                 match (kind, wide) {
-                    (GroupKind::Q8, _) => {
+                    (GroupKind::Q8, true) => {
+                        group::avx2::row_dot_direct_vnni(w.ty, row, acts, t, &asums[t])
+                    }
+                    (GroupKind::Q8, false) => {
                         group::avx2::row_dot_direct(w.ty, row, acts, t, &asums[t])
                     }
                     (GroupKind::Q4K, true) => direct512::avx512::k4_row_dot(row, acts, t),
@@ -685,6 +704,8 @@ fn tile_rows(
                         }
                     }
                 }
+                // The next group's rows stream in while this one is multiplied.
+                prefetch(&data[g1 * rb..(g1 + step).min(r1).max(g1) * rb]);
                 // A lone group is passed twice (the second half's results are dropped).
                 let second = n_groups - 1;
                 for (prep, &(t0, nt)) in preps.iter().zip(&tiles) {

@@ -429,6 +429,13 @@ fn q8_tile_kernels_match_their_scalar_twin_bit_for_bit() {
                                     group::avx2::row_dot_direct(ty, row, &acts, t, &asum)
                                 };
                                 assert_eq!(one.to_bits(), want[r].to_bits(), "{ty} row {r}");
+                                if level >= CpuLevel::Avx512 {
+                                    // SAFETY: the level is supported by this CPU.
+                                    let vnni = unsafe {
+                                        group::avx2::row_dot_direct_vnni(ty, row, &acts, t, &asum)
+                                    };
+                                    assert_eq!(vnni.to_bits(), want[r].to_bits(), "{ty} vnni {r}");
+                                }
                             }
                         }
                     }
