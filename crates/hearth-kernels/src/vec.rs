@@ -21,6 +21,7 @@ struct Kernels {
     axpy_f32: fn(&mut [f32], f32, &[f32]),
     sum_f32: fn(&[f32]) -> f32,
     swiglu: fn(&[f32], &[f32], &mut [f32]),
+    exp_sub: fn(&mut [f32], f32),
 }
 
 const SCALAR: Kernels = Kernels {
@@ -30,6 +31,7 @@ const SCALAR: Kernels = Kernels {
     axpy_f32: scalar::axpy_f32,
     sum_f32: scalar::sum_f32,
     swiglu: scalar::swiglu,
+    exp_sub: scalar::exp_sub,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -40,6 +42,7 @@ const AVX2: Kernels = Kernels {
     axpy_f32: avx2::axpy_f32,
     sum_f32: avx2::sum_f32,
     swiglu: avx2::swiglu,
+    exp_sub: avx2::exp_sub,
 };
 
 fn kernels_for(level: CpuLevel) -> Kernels {
@@ -92,6 +95,13 @@ pub fn sum_f32(x: &[f32]) -> f32 {
 #[inline]
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     (kernels().swiglu)(gate, up, out)
+}
+
+/// `x[i] = exp(x[i] - m)` with [`expf_fast`]'s `exp` (softmax numerators; SIMD and scalar
+/// results are identical).
+#[inline]
+pub fn exp_sub(x: &mut [f32], m: f32) {
+    (kernels().exp_sub)(x, m)
 }
 
 /// The constants of [`expf_fast`]: round-to-integer shift, log2(e), ln(2) split in two, and
@@ -167,6 +177,12 @@ mod scalar {
 
     pub(super) fn sum_f32(x: &[f32]) -> f32 {
         x.iter().sum()
+    }
+
+    pub(super) fn exp_sub(x: &mut [f32], m: f32) {
+        for v in x.iter_mut() {
+            *v = super::expf_fast(*v - m);
+        }
     }
 }
 
@@ -256,6 +272,27 @@ mod avx2 {
     pub(super) fn sum_f32(x: &[f32]) -> f32 {
         // SAFETY: as above.
         unsafe { sum_f32_impl(x) }
+    }
+
+    pub(super) fn exp_sub(x: &mut [f32], m: f32) {
+        // SAFETY: as above.
+        unsafe { exp_sub_impl(x, m) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn exp_sub_impl(x: &mut [f32], m: f32) {
+        let n = x.len();
+        let mv = _mm256_set1_ps(m);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n.
+            unsafe {
+                let p = x.as_mut_ptr().add(i);
+                _mm256_storeu_ps(p, expf8(_mm256_sub_ps(_mm256_loadu_ps(p), mv)));
+            }
+            i += 8;
+        }
+        super::scalar::exp_sub(&mut x[i..], m);
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -437,6 +474,48 @@ mod tests {
                     assert!((p - q).abs() <= 1e-6, "{level:?} axpy_f32 n={n} [{i}]");
                 }
             }
+        }
+    }
+
+    /// exp_sub: SIMD and scalar give the same bits (NaN, infinities and the clamped ends
+    /// included), within a few ulp of the f64 exponential.
+    #[test]
+    fn exp_sub_matches_its_twin_and_the_definition() {
+        let mut x = data(1001, 5).iter().map(|v| v * 40.0).collect::<Vec<_>>();
+        x.extend([
+            0.0,
+            -0.0,
+            200.0,
+            -200.0,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ]);
+        let m = 3.25f32;
+        let mut want = x.clone();
+        scalar::exp_sub(&mut want, m);
+        for level in CpuLevel::supported() {
+            let mut got = x.clone();
+            (kernels_for(level).exp_sub)(&mut got, m);
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                    "{level:?} [{i}] x={}: {a} vs {b}",
+                    x[i]
+                );
+            }
+        }
+        for (&v, &w) in x.iter().zip(&want) {
+            // The argument as the kernels round it (f32 subtraction).
+            let d = f64::from(v - m);
+            if !d.is_finite() || !(-80.0..=80.0).contains(&d) {
+                continue;
+            }
+            let exact = d.exp();
+            assert!(
+                (f64::from(w) - exact).abs() <= 4e-7 * exact,
+                "exp({d}) = {w}, want {exact}"
+            );
         }
     }
 

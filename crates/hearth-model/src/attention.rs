@@ -172,11 +172,8 @@ fn attention_fast(
             scores.push(s);
         }
         let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        let mut sum = 0.0f32;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
-        }
+        hearth_kernels::vec::exp_sub(&mut scores, max);
+        let sum = hearth_kernels::vec::sum_f32(&scores);
         for (c, &w) in (first..end).zip(&scores) {
             match cache.v.slice(c, kvh * dv..(kvh + 1) * dv, &mut scratch) {
                 RowSlice::F16(v) => axpy_f16(o, w, v),

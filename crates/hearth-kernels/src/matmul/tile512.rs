@@ -126,17 +126,27 @@ pub(crate) mod avx512 {
         for (m, part) in part.iter_mut().enumerate().take(nb) {
             let mut acc = [_mm512_setzero_ps(); TILE];
             for b in (m..nb).step_by(8) {
-                let mut isum: [__m512i; TILE] =
-                    std::array::from_fn(|j| _mm512_set1_epi32(-OFF * prep.asum[b * TILE + j]));
-                for k in 0..8 {
-                    let o = (b * 8 + k) * 32;
-                    // SAFETY: 32 bytes at o < nb * GROUP * 32 in both groups (asserted).
-                    let w = unsafe { ld2(w0.add(o), w1.add(o)) };
-                    for (j, is) in isum.iter_mut().enumerate() {
-                        // SAFETY: 4 values at 32b + 4k of a row of nb * 32 (checked).
-                        let a = unsafe { bcast4(qa[j].add(32 * b + 4 * k)) };
-                        *is = _mm512_dpbusd_epi32(*is, w, a);
+                // Two chains of four `vpdpbusd` per token (values 0..16 and 16..32), added.
+                let mut lo = [_mm512_setzero_si512(); TILE];
+                for (j, l) in lo.iter_mut().enumerate() {
+                    *l = _mm512_set1_epi32(-OFF * prep.asum[b * TILE + j]);
+                }
+                let mut hi = [_mm512_setzero_si512(); TILE];
+                for k in 0..4 {
+                    for (half, isum) in [(0, &mut lo), (4, &mut hi)] {
+                        let o = (b * 8 + k + half) * 32;
+                        // SAFETY: 32 bytes at o < nb * GROUP * 32 in both groups (asserted).
+                        let w = unsafe { ld2(w0.add(o), w1.add(o)) };
+                        for (j, is) in isum.iter_mut().enumerate() {
+                            // SAFETY: 4 values at 32b + 4(k + half) of a row of nb * 32.
+                            let a = unsafe { bcast4(qa[j].add(32 * b + 4 * (k + half))) };
+                            *is = _mm512_dpbusd_epi32(*is, w, a);
+                        }
                     }
+                }
+                let mut isum = lo;
+                for (is, h) in isum.iter_mut().zip(&hi) {
+                    *is = _mm512_add_epi32(*is, *h);
                 }
                 // SAFETY: 8 scales at b * GROUP in both groups (asserted).
                 let dw = unsafe {
@@ -202,16 +212,23 @@ pub(crate) mod avx512 {
             let mut i1 = [_mm512_setzero_si512(); TILE];
             for g in 0..8 {
                 let sb = b * 8 + g;
+                // Two chains of four `vpdpbusd` per token, added.
                 let mut s32 = [_mm512_setzero_si512(); TILE];
-                for k in 0..8 {
-                    let o = (sb * 8 + k) * 32;
-                    // SAFETY: 32 bytes at o < nb * 8 * GROUP * 32 in both groups (asserted).
-                    let w = unsafe { ld2(wi0.add(o), wi1.add(o)) };
-                    for (j, s) in s32.iter_mut().enumerate() {
-                        // SAFETY: 4 values at 32sb + 4k of a row of nb * 256 (checked).
-                        let a = unsafe { bcast4(qa[j].add(32 * sb + 4 * k)) };
-                        *s = _mm512_dpbusd_epi32(*s, w, a);
+                let mut hi = [_mm512_setzero_si512(); TILE];
+                for k in 0..4 {
+                    for (half, acc) in [(0, &mut s32), (4, &mut hi)] {
+                        let o = (sb * 8 + k + half) * 32;
+                        // SAFETY: 32 bytes at o < nb * 8 * GROUP * 32 in both groups.
+                        let w = unsafe { ld2(wi0.add(o), wi1.add(o)) };
+                        for (j, s) in acc.iter_mut().enumerate() {
+                            // SAFETY: 4 values at 32sb + 4(k + half) of a row of nb * 256.
+                            let a = unsafe { bcast4(qa[j].add(32 * sb + 4 * (k + half))) };
+                            *s = _mm512_dpbusd_epi32(*s, w, a);
+                        }
                     }
+                }
+                for (s, h) in s32.iter_mut().zip(&hi) {
+                    *s = _mm512_add_epi32(*s, *h);
                 }
                 // Row r's scale is in both i16 halves of 32-bit lane r.
                 // SAFETY: 16 i16 (32 bytes) at sb * 16 in both groups (asserted).
