@@ -22,6 +22,8 @@ struct Kernels {
     sum_f32: fn(&[f32]) -> f32,
     swiglu: fn(&[f32], &[f32], &mut [f32]),
     exp_sub: fn(&mut [f32], f32),
+    axpy_rows_f16: fn(&mut [f32], &[f32], &[u16], usize),
+    dot_rows_f16: fn(&mut [f32], &[f32], &[u16], usize),
 }
 
 const SCALAR: Kernels = Kernels {
@@ -32,6 +34,8 @@ const SCALAR: Kernels = Kernels {
     sum_f32: scalar::sum_f32,
     swiglu: scalar::swiglu,
     exp_sub: scalar::exp_sub,
+    axpy_rows_f16: scalar::axpy_rows_f16,
+    dot_rows_f16: scalar::dot_rows_f16,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -43,6 +47,8 @@ const AVX2: Kernels = Kernels {
     sum_f32: avx2::sum_f32,
     swiglu: avx2::swiglu,
     exp_sub: avx2::exp_sub,
+    axpy_rows_f16: avx2::axpy_rows_f16,
+    dot_rows_f16: avx2::dot_rows_f16,
 };
 
 fn kernels_for(level: CpuLevel) -> Kernels {
@@ -95,6 +101,34 @@ pub fn sum_f32(x: &[f32]) -> f32 {
 #[inline]
 pub fn swiglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
     (kernels().swiglu)(gate, up, out)
+}
+
+/// `y += w[c] * f16(row c)` for every `c in 0..w.len()` in that order, row c being
+/// `x[c * stride..][..y.len()]`: the same results, bit for bit, as one [`axpy_f16`] per row
+/// (the weighted sum of attention's V rows), with `y` kept in registers across the rows.
+///
+/// # Panics
+/// If `x` is too short for the last row.
+#[inline]
+pub fn axpy_rows_f16(y: &mut [f32], w: &[f32], x: &[u16], stride: usize) {
+    if let Some(last) = w.len().checked_sub(1) {
+        assert!(x.len() >= last * stride + y.len(), "rows of x");
+    }
+    (kernels().axpy_rows_f16)(y, w, x, stride)
+}
+
+/// `out[c] = dot_f16(row c, q)` for every `c in 0..out.len()`, row c being
+/// `x[c * stride..][..q.len()]`: [`dot_f16`]'s results, bit for bit (the scores of attention's
+/// K rows).
+///
+/// # Panics
+/// If `x` is too short for the last row.
+#[inline]
+pub fn dot_rows_f16(out: &mut [f32], q: &[f32], x: &[u16], stride: usize) {
+    if let Some(last) = out.len().checked_sub(1) {
+        assert!(x.len() >= last * stride + q.len(), "rows of x");
+    }
+    (kernels().dot_rows_f16)(out, q, x, stride)
 }
 
 /// `x[i] = exp(x[i] - m)` with [`expf_fast`]'s `exp` (softmax numerators; SIMD and scalar
@@ -182,6 +216,20 @@ mod scalar {
     pub(super) fn exp_sub(x: &mut [f32], m: f32) {
         for v in x.iter_mut() {
             *v = super::expf_fast(*v - m);
+        }
+    }
+
+    pub(super) fn axpy_rows_f16(y: &mut [f32], w: &[f32], x: &[u16], stride: usize) {
+        let n = y.len();
+        for (c, &wc) in w.iter().enumerate() {
+            axpy_f16(y, wc, &x[c * stride..c * stride + n]);
+        }
+    }
+
+    pub(super) fn dot_rows_f16(out: &mut [f32], q: &[f32], x: &[u16], stride: usize) {
+        let n = q.len();
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = dot_f16(&x[c * stride..c * stride + n], q);
         }
     }
 }
@@ -277,6 +325,64 @@ mod avx2 {
     pub(super) fn exp_sub(x: &mut [f32], m: f32) {
         // SAFETY: as above.
         unsafe { exp_sub_impl(x, m) }
+    }
+
+    pub(super) fn axpy_rows_f16(y: &mut [f32], w: &[f32], x: &[u16], stride: usize) {
+        // SAFETY: as above.
+        unsafe { axpy_rows_f16_impl(y, w, x, stride) }
+    }
+
+    pub(super) fn dot_rows_f16(out: &mut [f32], q: &[f32], x: &[u16], stride: usize) {
+        // SAFETY: as above.
+        unsafe { dot_rows_f16_impl(out, q, x, stride) }
+    }
+
+    /// [`dot_f16_impl`] for every row (inlined: no call or dispatch per row).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn dot_rows_f16_impl(out: &mut [f32], q: &[f32], x: &[u16], stride: usize) {
+        let n = q.len();
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = dot_f16_impl(&x[c * stride..c * stride + n], q);
+        }
+    }
+
+    /// [`axpy_f16_impl`] for every row, each element's fused multiply-adds in row order (the
+    /// same operations per element): 64 outputs at a time stay in registers over all rows.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn axpy_rows_f16_impl(y: &mut [f32], w: &[f32], x: &[u16], stride: usize) {
+        let n = y.len();
+        if w.is_empty() {
+            return;
+        }
+        assert!(x.len() >= (w.len() - 1) * stride + n);
+        let mut i = 0;
+        while i + 64 <= n {
+            // SAFETY: outputs i..i + 64 < n; row c's values i..i + 64 lie within x (asserted).
+            unsafe {
+                let p = y.as_mut_ptr().add(i);
+                let mut acc: [__m256; 8] = [_mm256_setzero_ps(); 8];
+                for (k, a) in acc.iter_mut().enumerate() {
+                    *a = _mm256_loadu_ps(p.add(8 * k));
+                }
+                for (c, &wc) in w.iter().enumerate() {
+                    let wv = _mm256_set1_ps(wc);
+                    let row = x.as_ptr().add(c * stride + i);
+                    for (k, a) in acc.iter_mut().enumerate() {
+                        let v = _mm256_cvtph_ps(_mm_loadu_si128(row.add(8 * k) as *const __m128i));
+                        *a = _mm256_fmadd_ps(wv, v, *a);
+                    }
+                }
+                for (k, a) in acc.iter().enumerate() {
+                    _mm256_storeu_ps(p.add(8 * k), *a);
+                }
+            }
+            i += 64;
+        }
+        if i < n {
+            for (c, &wc) in w.iter().enumerate() {
+                axpy_f16_impl(&mut y[i..], wc, &x[c * stride + i..c * stride + n]);
+            }
+        }
     }
 
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -473,6 +579,66 @@ mod tests {
                 for (i, (p, q)) in y0.iter().zip(&y1).enumerate() {
                     assert!((p - q).abs() <= 1e-6, "{level:?} axpy_f32 n={n} [{i}]");
                 }
+            }
+        }
+    }
+
+    /// axpy_rows_f16 gives, at every level, the bits of one axpy_f16 per row (lengths with
+    /// and without the 64-, 8- and 1-wide remainders, strides wider than the rows).
+    #[test]
+    fn axpy_rows_f16_is_axpy_f16_row_by_row() {
+        for level in CpuLevel::supported() {
+            let k = kernels_for(level);
+            for (n, stride, rows) in [
+                (256usize, 256usize, 37usize),
+                (64, 96, 5),
+                (100, 130, 9),
+                (7, 7, 3),
+                (64, 64, 0),
+            ] {
+                let x: Vec<u16> = data(stride * rows.max(1), 9)
+                    .iter()
+                    .map(|&v| f32_to_f16(v))
+                    .collect();
+                let w = data(rows, 11);
+                let mut want = data(n, 12);
+                let mut got = want.clone();
+                for (c, &wc) in w.iter().enumerate() {
+                    (k.axpy_f16)(&mut want, wc, &x[c * stride..c * stride + n]);
+                }
+                (k.axpy_rows_f16)(&mut got, &w, &x, stride);
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{level:?} n={n} stride={stride} rows={rows}"
+                );
+            }
+        }
+    }
+
+    /// dot_rows_f16 gives, at every level, the bits of one dot_f16 per row.
+    #[test]
+    fn dot_rows_f16_is_dot_f16_row_by_row() {
+        for level in CpuLevel::supported() {
+            let k = kernels_for(level);
+            for (n, stride, rows) in [
+                (256usize, 256usize, 37usize),
+                (64, 96, 5),
+                (100, 130, 9),
+                (7, 7, 3),
+            ] {
+                let x: Vec<u16> = data(stride * rows, 13)
+                    .iter()
+                    .map(|&v| f32_to_f16(v))
+                    .collect();
+                let q = data(n, 14);
+                let want: Vec<u32> = (0..rows)
+                    .map(|c| (k.dot_f16)(&x[c * stride..c * stride + n], &q).to_bits())
+                    .collect();
+                let mut got = vec![0.0f32; rows];
+                (k.dot_rows_f16)(&mut got, &q, &x, stride);
+                let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(got, want, "{level:?} n={n} stride={stride} rows={rows}");
             }
         }
     }

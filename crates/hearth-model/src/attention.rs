@@ -161,23 +161,43 @@ fn attention_fast(
         }
         let mut scratch = Vec::new();
         let mut scores = Vec::with_capacity(end - first);
-        for c in first..end {
-            let mut s = match cache.k.slice(c, kvh * dk..(kvh + 1) * dk, &mut scratch) {
-                RowSlice::F16(k) => vec_dot_f16(k, qh),
-                RowSlice::F32(k) => vec_dot_f32(k, qh),
-            } * scale;
-            if cap != 0.0 {
-                s = cap * s.tanh();
+        if let Some((k, width)) = cache.k.f16_cells() {
+            // The same dot products as one `dot_f16` per cell.
+            scores.resize(end - first, 0.0);
+            hearth_kernels::vec::dot_rows_f16(
+                &mut scores,
+                qh,
+                &k[first * width + kvh * dk..],
+                width,
+            );
+        } else {
+            for c in first..end {
+                scores.push(
+                    match cache.k.slice(c, kvh * dk..(kvh + 1) * dk, &mut scratch) {
+                        RowSlice::F16(k) => vec_dot_f16(k, qh),
+                        RowSlice::F32(k) => vec_dot_f32(k, qh),
+                    },
+                );
             }
-            scores.push(s);
+        }
+        for s in scores.iter_mut() {
+            *s *= scale;
+            if cap != 0.0 {
+                *s = cap * s.tanh();
+            }
         }
         let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         hearth_kernels::vec::exp_sub(&mut scores, max);
         let sum = hearth_kernels::vec::sum_f32(&scores);
-        for (c, &w) in (first..end).zip(&scores) {
-            match cache.v.slice(c, kvh * dv..(kvh + 1) * dv, &mut scratch) {
-                RowSlice::F16(v) => axpy_f16(o, w, v),
-                RowSlice::F32(v) => axpy_f32(o, w, v),
+        if let Some((v, width)) = cache.v.f16_cells() {
+            // The same fused multiply-adds as one `axpy_f16` per cell, in cell order.
+            hearth_kernels::vec::axpy_rows_f16(o, &scores, &v[first * width + kvh * dv..], width);
+        } else {
+            for (c, &w) in (first..end).zip(&scores) {
+                match cache.v.slice(c, kvh * dv..(kvh + 1) * dv, &mut scratch) {
+                    RowSlice::F16(v) => axpy_f16(o, w, v),
+                    RowSlice::F32(v) => axpy_f32(o, w, v),
+                }
             }
         }
         let inv = 1.0 / sum;

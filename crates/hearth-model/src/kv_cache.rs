@@ -58,6 +58,11 @@ impl KvRows {
         }
     }
 
+    /// The f16 values of every cell, `width` per cell, when the cache is f16.
+    pub(crate) fn f16_cells(&self) -> Option<(&[u16], usize)> {
+        (self.ty == KvType::F16).then_some((&self.f16, self.width))
+    }
+
     fn row_bytes(&self) -> usize {
         self.width / 32 * 34
     }
