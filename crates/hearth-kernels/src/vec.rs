@@ -24,7 +24,11 @@ struct Kernels {
     exp_sub: fn(&mut [f32], f32),
     axpy_rows_f16: fn(&mut [f32], &[f32], &[u16], usize),
     dot_rows_f16: fn(&mut [f32], &[f32], &[u16], usize),
+    geglu_table: GegluTableFn,
 }
+
+/// [`geglu_table`]'s signature.
+type GegluTableFn = fn(&[f32], &[f32], &mut [f32], &[u16; 65536]);
 
 const SCALAR: Kernels = Kernels {
     dot_f16: scalar::dot_f16,
@@ -36,6 +40,7 @@ const SCALAR: Kernels = Kernels {
     exp_sub: scalar::exp_sub,
     axpy_rows_f16: scalar::axpy_rows_f16,
     dot_rows_f16: scalar::dot_rows_f16,
+    geglu_table: scalar::geglu_table,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -49,6 +54,7 @@ const AVX2: Kernels = Kernels {
     exp_sub: avx2::exp_sub,
     axpy_rows_f16: avx2::axpy_rows_f16,
     dot_rows_f16: avx2::dot_rows_f16,
+    geglu_table: avx2::geglu_table,
 };
 
 fn kernels_for(level: CpuLevel) -> Kernels {
@@ -129,6 +135,14 @@ pub fn dot_rows_f16(out: &mut [f32], q: &[f32], x: &[u16], stride: usize) {
         assert!(x.len() >= last * stride + q.len(), "rows of x");
     }
     (kernels().dot_rows_f16)(out, q, x, stride)
+}
+
+/// `out[i] = act(gate[i]) * up[i]` with `act` looked up in `table` by the f16 of the
+/// argument (ggml's `ggml_vec_geglu_f32` through `ggml_table_gelu_f16`): 0 for arguments
+/// `<= -10`, the argument itself for `>= 10`. SIMD and scalar results are identical.
+#[inline]
+pub fn geglu_table(gate: &[f32], up: &[f32], out: &mut [f32], table: &[u16; 65536]) {
+    (kernels().geglu_table)(gate, up, out, table)
 }
 
 /// `x[i] = exp(x[i] - m)` with [`expf_fast`]'s `exp` (softmax numerators; SIMD and scalar
@@ -230,6 +244,18 @@ mod scalar {
         let n = q.len();
         for (c, o) in out.iter_mut().enumerate() {
             *o = dot_f16(&x[c * stride..c * stride + n], q);
+        }
+    }
+
+    pub(super) fn geglu_table(gate: &[f32], up: &[f32], out: &mut [f32], table: &[u16; 65536]) {
+        for ((y, &x), &u) in out.iter_mut().zip(gate).zip(up) {
+            *y = if x <= -10.0 {
+                0.0
+            } else if x >= 10.0 {
+                x * u
+            } else {
+                f16_to_f32(table[usize::from(crate::quant::f32_to_f16(x))]) * u
+            };
         }
     }
 }
@@ -335,6 +361,55 @@ mod avx2 {
     pub(super) fn dot_rows_f16(out: &mut [f32], q: &[f32], x: &[u16], stride: usize) {
         // SAFETY: as above.
         unsafe { dot_rows_f16_impl(out, q, x, stride) }
+    }
+
+    pub(super) fn geglu_table(gate: &[f32], up: &[f32], out: &mut [f32], table: &[u16; 65536]) {
+        // SAFETY: as above.
+        unsafe { geglu_table_impl(gate, up, out, table) }
+    }
+
+    /// Eight lanes at a time: the f16 of the arguments (F16C, round to nearest even: the
+    /// portable conversion's result for every non-NaN value), the table entries gathered,
+    /// widened and multiplied; chunks holding a NaN go through the scalar twin.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn geglu_table_impl(gate: &[f32], up: &[f32], out: &mut [f32], table: &[u16; 65536]) {
+        let n = out.len().min(gate.len()).min(up.len());
+        let (lo, hi) = (_mm256_set1_ps(-10.0), _mm256_set1_ps(10.0));
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= the length of all three.
+            let (x, u) = unsafe {
+                (
+                    _mm256_loadu_ps(gate.as_ptr().add(i)),
+                    _mm256_loadu_ps(up.as_ptr().add(i)),
+                )
+            };
+            if _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_ORD_Q>(x, x)) != 0xff {
+                super::scalar::geglu_table(
+                    &gate[i..i + 8],
+                    &up[i..i + 8],
+                    &mut out[i..i + 8],
+                    table,
+                );
+                i += 8;
+                continue;
+            }
+            let h = _mm256_cvtepu16_epi32(_mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x));
+            // The f16 of a non-NaN value is at most 0xfc00, so the 4 bytes read at entry h
+            // stay inside the table; the upper 2 are dropped.
+            // SAFETY: every index <= 0xfc00 < 65535 (see above).
+            let g = unsafe { _mm256_i32gather_epi32::<2>(table.as_ptr() as *const i32, h) };
+            let g = _mm256_and_si256(g, _mm256_set1_epi32(0xffff));
+            let g16 = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packus_epi32(g, g));
+            let act = _mm256_cvtph_ps(_mm256_castsi256_si128(g16));
+            let mut y = _mm256_mul_ps(act, u);
+            y = _mm256_blendv_ps(y, _mm256_mul_ps(x, u), _mm256_cmp_ps::<_CMP_GE_OQ>(x, hi));
+            y = _mm256_blendv_ps(y, _mm256_setzero_ps(), _mm256_cmp_ps::<_CMP_LE_OQ>(x, lo));
+            // SAFETY: i + 8 <= n.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(i), y) };
+            i += 8;
+        }
+        super::scalar::geglu_table(&gate[i..n], &up[i..n], &mut out[i..n], table);
     }
 
     /// [`dot_f16_impl`] for every row (inlined: no call or dispatch per row).
@@ -639,6 +714,53 @@ mod tests {
                 (k.dot_rows_f16)(&mut got, &q, &x, stride);
                 let got: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
                 assert_eq!(got, want, "{level:?} n={n} stride={stride} rows={rows}");
+            }
+        }
+    }
+
+    /// geglu_table: SIMD and scalar give the same bits for every f16-representable argument
+    /// and values between them (rounding ties, subnormals, the +-10 ends, infinities, NaN).
+    #[test]
+    fn geglu_table_matches_its_twin() {
+        // Any table will do: a hash of the index.
+        let table: Box<[u16; 65536]> = (0..=u16::MAX)
+            .map(|h| (u32::from(h).wrapping_mul(2654435761) >> 16) as u16 & 0x7bff)
+            .collect::<Vec<u16>>()
+            .try_into()
+            .unwrap();
+        let mut g: Vec<f32> = (0..=u16::MAX).map(crate::quant::f16_to_f32).collect();
+        // Midpoints (ties) and near-midpoints between neighbouring f16 values.
+        for h in (0..0x7bffu16).step_by(7) {
+            let (a, b) = (crate::quant::f16_to_f32(h), crate::quant::f16_to_f32(h + 1));
+            let m = (a + b) / 2.0;
+            g.extend([
+                m,
+                -m,
+                f32::from_bits(m.to_bits() + 1),
+                -f32::from_bits(m.to_bits() - 1),
+            ]);
+        }
+        g.extend([
+            -10.0,
+            10.0,
+            -9.999999,
+            9.999999,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+        ]);
+        let u = data(g.len(), 15);
+        let mut want = vec![0.0f32; g.len()];
+        scalar::geglu_table(&g, &u, &mut want, &table);
+        for level in CpuLevel::supported() {
+            let mut got = vec![0.0f32; g.len()];
+            (kernels_for(level).geglu_table)(&g, &u, &mut got, &table);
+            for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                    "{level:?} [{i}] g={}: {a} vs {b}",
+                    g[i]
+                );
             }
         }
     }

@@ -976,27 +976,21 @@ fn gelu_f32(x: f32) -> f32 {
 
 /// `ggml_table_gelu_f16`: GELU of every f16 value, rounded to f16 (ggml evaluates GELU through
 /// this table because `GGML_GELU_FP16` is defined).
-fn gelu_table() -> &'static [u16] {
-    static TABLE: OnceLock<Vec<u16>> = OnceLock::new();
+fn gelu_table() -> &'static [u16; 65536] {
+    static TABLE: OnceLock<Box<[u16; 65536]>> = OnceLock::new();
     TABLE.get_or_init(|| {
-        (0..=u16::MAX)
-            .map(|h| f32_to_f16(gelu_f32(f16_to_f32(h))))
-            .collect()
+        let mut t = Box::new([0u16; 65536]);
+        for (h, e) in (0..=u16::MAX).zip(t.iter_mut()) {
+            *e = f32_to_f16(gelu_f32(f16_to_f32(h)));
+        }
+        t
     })
 }
 
-/// `ggml_vec_geglu_f32`: `y = gelu(g) * u`, GELU looked up through the f16 table.
+/// `ggml_vec_geglu_f32`: `y = gelu(g) * u`, GELU looked up through the f16 table (0 for
+/// `g <= -10`, `g * u` for `g >= 10`).
 pub fn geglu(gate: &[f32], up: &[f32], out: &mut [f32]) {
-    let table = gelu_table();
-    for ((y, &x), &u) in out.iter_mut().zip(gate).zip(up) {
-        *y = if x <= -10.0 {
-            0.0
-        } else if x >= 10.0 {
-            x * u
-        } else {
-            f16_to_f32(table[usize::from(f32_to_f16(x))]) * u
-        };
-    }
+    hearth_kernels::vec::geglu_table(gate, up, out, gelu_table());
 }
 
 /// `ggml_vec_swiglu_f32`: `y = silu(g) * u`; groups of 16 go through the vectorized exp
