@@ -388,7 +388,7 @@ pub(crate) mod avx2 {
     /// Defines the one-row loop `$name::<TY>` with the block product `$prod` (whose values
     /// carry the offset `$off(TY)`, 0 for the sign trick), compiled for `$feat`.
     macro_rules! row_dot_loop {
-        ($name:ident, $feat:literal, $prod:ident, $off:expr) => {
+        ($name:ident, $feat:literal, $prod:ident, $sums8:ident, $off:expr) => {
             /// # Safety
             /// As [`row_dot_direct`].
             #[target_feature(enable = $feat)]
@@ -442,16 +442,13 @@ pub(crate) mod avx2 {
                 let mut acc = _mm256_setzero_ps();
                 let mut b0 = 0;
                 while b0 + GROUP <= nb {
-                    let p = [
-                        prod!(b0),
-                        prod!(b0 + 1),
-                        prod!(b0 + 2),
-                        prod!(b0 + 3),
-                        prod!(b0 + 4),
-                        prod!(b0 + 5),
-                        prod!(b0 + 6),
-                        prod!(b0 + 7),
-                    ];
+                    // SAFETY: blocks b0..b0 + 8 <= nb of the token and of the row (asserted).
+                    let sums = unsafe {
+                        $sums8::<TY>(
+                            qa.as_ptr().add(32 * b0) as *const u8,
+                            &row[b0 * bb..(b0 + GROUP) * bb],
+                        )
+                    };
                     let dw = _mm256_cvtph_ps(_mm_setr_epi16(
                         scale(b0),
                         scale(b0 + 1),
@@ -464,8 +461,7 @@ pub(crate) mod avx2 {
                     ));
                     // SAFETY: blocks b0..b0 + 8 <= nb.
                     let dx = unsafe { _mm256_loadu_ps(da.as_ptr().add(b0)) };
-                    let isum =
-                        _mm256_cvtepi32_ps(_mm256_sub_epi32(reduce8(&p), correction!(b0, GROUP)));
+                    let isum = _mm256_cvtepi32_ps(_mm256_sub_epi32(sums, correction!(b0, GROUP)));
                     acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), isum, acc);
                     b0 += GROUP;
                 }
@@ -517,13 +513,109 @@ pub(crate) mod avx2 {
         };
     }
 
-    row_dot_loop!(row_dot_t, "avx2,fma,f16c", block_prod, avx2_offset);
+    row_dot_loop!(row_dot_t, "avx2,fma,f16c", block_prod, sums8, avx2_offset);
     row_dot_loop!(
         row_dot_vnni_t,
         "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c",
         block_prod_vnni,
+        sums8_zmm,
         vnni_offset_of
     );
+
+    /// Lane k: the integer sum of block k of the eight blocks at `x` (the row) times the
+    /// activations at `a`, from [`block_prod`].
+    ///
+    /// # Safety
+    /// `a` must point to 256 readable bytes; `x` must hold eight blocks of the type.
+    #[inline]
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn sums8<const TY: u8>(a: *const u8, x: &[u8]) -> __m256i {
+        let bb = x.len() / GROUP;
+        let mut p = [_mm256_setzero_si256(); GROUP];
+        for (k, p) in p.iter_mut().enumerate() {
+            // SAFETY: forwarded to the caller.
+            *p = unsafe { block_prod::<TY>(a.add(32 * k), &x[k * bb..(k + 1) * bb]) };
+        }
+        reduce8(&p)
+    }
+
+    /// [`sums8`] with 512-bit `vpdpbusd` on pairs of blocks (values plus the VNNI offset):
+    /// Q4_0 and Q5_0 nibbles spread over 64 bytes with one variable shift (Q5_0's fifth bits
+    /// added under a 64-bit mask), Q8_0 as two loads; IQ4_NL block by block.
+    ///
+    /// # Safety
+    /// As [`sums8`]; the CPU must support AVX-512 F/BW/VL/VNNI.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn sums8_zmm<const TY: u8>(a: *const u8, x: &[u8]) -> __m256i {
+        let bb = x.len() / GROUP;
+        if TY == 2 {
+            let mut p = [_mm256_setzero_si256(); GROUP];
+            for (k, p) in p.iter_mut().enumerate() {
+                // SAFETY: forwarded to the caller.
+                *p = unsafe { block_prod_vnni::<TY>(a.add(32 * k), &x[k * bb..(k + 1) * bb]) };
+            }
+            return reduce8(&p);
+        }
+        // i16 shift counts: 0 for the low nibbles (values 0..16 of a block), 4 for the high.
+        let cnt = _mm512_set_epi64(
+            0x0004_0004_0004_0004,
+            0x0004_0004_0004_0004,
+            0,
+            0,
+            0x0004_0004_0004_0004,
+            0x0004_0004_0004_0004,
+            0,
+            0,
+        );
+        let mut p = [_mm512_setzero_si512(); 4];
+        for (i, p) in p.iter_mut().enumerate() {
+            let (x0, x1) = (&x[2 * i * bb..], &x[(2 * i + 1) * bb..]);
+            // SAFETY: the pair's bytes are within the eight blocks; 64 activations at a + 64i.
+            let (w, av) = unsafe {
+                let w = if TY == 3 {
+                    let z = _mm512_inserti64x4::<1>(
+                        _mm512_castsi256_si512(ld(x0.as_ptr().add(2))),
+                        ld(x1.as_ptr().add(2)),
+                    );
+                    _mm512_xor_si512(z, _mm512_set1_epi8(-128))
+                } else {
+                    let o = if TY == 0 { 2 } else { 6 };
+                    let b0 = _mm256_broadcastsi128_si256(ld128(x0.as_ptr().add(o)));
+                    let b1 = _mm256_broadcastsi128_si256(ld128(x1.as_ptr().add(o)));
+                    let z = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(b0), b1);
+                    let w = _mm512_and_si512(_mm512_srlv_epi16(z, cnt), _mm512_set1_epi8(0x0f));
+                    if TY == 1 {
+                        let qh = |x: &[u8]| u64::from(u32::from_le_bytes([x[2], x[3], x[4], x[5]]));
+                        let m: __mmask64 = qh(x0) | (qh(x1) << 32);
+                        _mm512_mask_add_epi8(w, m, w, _mm512_set1_epi8(16))
+                    } else {
+                        w
+                    }
+                };
+                (w, _mm512_loadu_si512(a.add(64 * i) as *const _))
+            };
+            *p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, av);
+        }
+        // p[i]: lanes 0..8 block 2i, 8..16 block 2i + 1. Sum each half, blocks in order.
+        let s01 = _mm512_add_epi32(
+            _mm512_unpacklo_epi32(p[0], p[1]),
+            _mm512_unpackhi_epi32(p[0], p[1]),
+        );
+        let s23 = _mm512_add_epi32(
+            _mm512_unpacklo_epi32(p[2], p[3]),
+            _mm512_unpackhi_epi32(p[2], p[3]),
+        );
+        // 128-bit lane l: the four-lane sums of p[0..4] there.
+        let t = _mm512_add_epi32(
+            _mm512_unpacklo_epi64(s01, s23),
+            _mm512_unpackhi_epi64(s01, s23),
+        );
+        // Lanes (0, 2) and (1, 3) side by side, then added: blocks 0, 2, 4, 6 | 1, 3, 5, 7.
+        let u = _mm512_shuffle_i64x2::<0b11_01_10_00>(t, t);
+        let v = _mm256_add_epi32(_mm512_castsi512_si256(u), _mm512_extracti64x4_epi64::<1>(u));
+        _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+    }
 
     /// The AVX2 one-row loop's offset for type code `ty` (Q4_0 8, Q5_0 16, others the sign
     /// trick).
