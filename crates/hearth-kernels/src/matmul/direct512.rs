@@ -18,6 +18,7 @@ pub(crate) mod avx512 {
     use crate::matmul::group::avx2_k4::bsum_pairs;
     use crate::matmul::tile_k6::Q6K_BYTES;
     use crate::matmul::x86_avx2::{f16c, k4_scales_mins, ld128};
+    use crate::matmul::x86_avx512::{idx512, ld512};
 
     /// i16 lane indices: 128-bit lane `l` takes element `a[l]` four times, then `b[l]`.
     const fn quad_idx(a: [u16; 4], b: [u16; 4]) -> [u16; 32] {
@@ -48,14 +49,6 @@ pub(crate) mod avx512 {
         quad_idx([8, 9, 10, 11], [12, 13, 14, 15]),
     ];
 
-    /// One of the index tables above as a zmm.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    fn idx(t: &[u16; 32]) -> __m512i {
-        // SAFETY: 64 readable bytes.
-        unsafe { _mm512_loadu_si512(t.as_ptr() as *const _) }
-    }
-
     /// 32 bytes at `p` in both halves of a zmm.
     ///
     /// # Safety
@@ -65,17 +58,6 @@ pub(crate) mod avx512 {
     unsafe fn bcast256(p: *const u8) -> __m512i {
         // SAFETY: forwarded to the caller.
         _mm512_broadcast_i64x4(unsafe { _mm256_loadu_si256(p as *const __m256i) })
-    }
-
-    /// 64 bytes at `p`.
-    ///
-    /// # Safety
-    /// `p..p + 64` must be readable.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn ld512(p: *const u8) -> __m512i {
-        // SAFETY: forwarded to the caller.
-        unsafe { _mm512_loadu_si512(p as *const _) }
     }
 
     /// i16 shift counts: `lo` in the lower 256 bits, `hi` in the upper.
@@ -102,7 +84,7 @@ pub(crate) mod avx512 {
         let m4 = _mm512_set1_epi8(0x0f);
         // The low nibbles of 32 bytes in the lower half, the high ones in the upper.
         let nib = halves16(0, 4);
-        let (idx0, idx1) = (idx(&K4_IDX[0]), idx(&K4_IDX[1]));
+        let (idx0, idx1) = (idx512(&K4_IDX[0]), idx512(&K4_IDX[1]));
         let mut acc = 0.0f32;
         for (b, &yd) in da.iter().enumerate() {
             let a = qa.as_ptr().wrapping_add(256 * b) as *const u8;
@@ -155,7 +137,7 @@ pub(crate) mod avx512 {
         let m2 = _mm512_set1_epi8(3);
         // qh bit pairs 0 and 2 (values 0..32 and 32..64 of a chunk), then 4 and 6.
         let (sh_lo, sh_hi) = (halves16(0, 2), halves16(4, 6));
-        let idx = [idx(&K6_IDX[0]), idx(&K6_IDX[1])];
+        let idx = [idx512(&K6_IDX[0]), idx512(&K6_IDX[1])];
         let mut acc = 0.0f32;
         for (b, &yd) in da.iter().enumerate() {
             let a = qa.as_ptr().wrapping_add(256 * b) as *const u8;

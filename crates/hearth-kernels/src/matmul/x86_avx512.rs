@@ -44,7 +44,7 @@ pub(crate) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
 /// `p..p + 64` must be readable.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn ld512(p: *const u8) -> __m512i {
+pub(crate) unsafe fn ld512(p: *const u8) -> __m512i {
     // SAFETY: the caller guarantees 64 readable bytes; no alignment needed.
     unsafe { _mm512_loadu_si512(p as *const _) }
 }
@@ -158,7 +158,7 @@ static Q6K_SCALE_IDX: [[u16; 32]; 4] = [spread(0, 8), spread(4, 8), spread(8, 8)
 /// One of the index tables above as a zmm.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-fn idx512(idx: &[u16; 32]) -> __m512i {
+pub(crate) fn idx512(idx: &[u16; 32]) -> __m512i {
     // SAFETY: 64 readable bytes.
     unsafe { ld512(idx.as_ptr() as *const u8) }
 }
