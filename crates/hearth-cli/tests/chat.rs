@@ -15,7 +15,7 @@ fn ctrl_c_stops_the_answer_and_the_session_goes_on() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["chat", "-m"])
         .arg(gemma())
-        .args(["--temp", "0", "-n", "400", "--ignore-eos"])
+        .args(["--temp", "0", "-n", "4000", "-c", "4096", "--ignore-eos"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -48,7 +48,8 @@ fn ctrl_c_stops_the_answer_and_the_session_goes_on() {
         .status()
         .unwrap()
         .success());
-    // 400 tokens would take far longer than this: the answer was stopped.
+    // 4000 tokens would take far longer than this (decode runs at ~150 tokens/s here): the
+    // answer was stopped.
     assert!(wait_for("(stopped)"), "Ctrl-C did not stop the answer");
     writeln!(stdin, "/reset").unwrap();
     stdin.flush().unwrap();
