@@ -1,12 +1,14 @@
-//! AVX-512 VNNI one-row kernels for decoding (a row read in place, times one token): Q4_K and
-//! Q6_K times Q8_K.
+//! AVX-512 VNNI one-row kernels for decoding (a row read in place, times one token): Q4_K,
+//! Q6_K and IQ4_XS times Q8_K.
 //!
 //! Each 64 weights go through one `vpdpbusd` with the token's 64 values (sums of four
 //! products per 32-bit lane, small enough for 16 bits), two such results are packed to 16
 //! bits and multiplied by the sub-blocks' scales with one `vpdpwssd`, and the super-block's
-//! exact integer sum is reduced once. The float steps per super-block are the scalar twins'
-//! ([`super::tile::k4_row_dot_scalar`], [`super::tile_k6::k6_row_dot_scalar`]), so the
-//! results have the same bits as every other kernel for these types.
+//! exact integer sum is reduced once. IQ4_XS's table values plus 128 give sums too large for
+//! 16 bits, so its products are scaled in 32 bits ([`super::tile_xs`]). The float steps per
+//! super-block are the scalar twins' ([`super::tile::k4_row_dot_scalar`],
+//! [`super::tile_k6::k6_row_dot_scalar`], [`super::scalar::vec_dot_iq4_xs_q8_k_scalar`]), so
+//! the results have the same bits as every other kernel for these types.
 
 #![allow(unsafe_code)]
 
@@ -17,6 +19,7 @@ pub(crate) mod avx512 {
     use crate::matmul::act::Acts;
     use crate::matmul::group::avx2_k4::bsum_pairs;
     use crate::matmul::tile_k6::Q6K_BYTES;
+    use crate::matmul::tile_xs::{KVALUES_U8, XS_BYTES};
     use crate::matmul::x86_avx2::{f16c, k4_scales_mins, ld128};
     use crate::matmul::x86_avx512::{idx512, ld512};
 
@@ -182,6 +185,91 @@ pub(crate) mod avx512 {
             }
             let d = f16c(u16::from_le_bytes([x[208], x[209]]));
             acc = (d * yd).mul_add(_mm512_reduce_add_epi32(v) as f32, acc);
+        }
+        acc
+    }
+
+    /// The eight signed 6-bit sub-block scales of an IQ4_XS block, as bytes 0..8.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    fn xs_scales(x: &[u8; XS_BYTES]) -> __m128i {
+        let m4 = _mm_set1_epi8(0x0f);
+        // Sub-block g's low four bits: nibble g % 2 of byte 4 + g / 2.
+        let l = _mm_cvtsi32_si128(i32::from_le_bytes([x[4], x[5], x[6], x[7]]));
+        let lo = _mm_unpacklo_epi8(
+            _mm_and_si128(l, m4),
+            _mm_and_si128(_mm_srli_epi16::<4>(l), m4),
+        );
+        // Its two high bits: bits 2g, 2g + 1 of `scales_h`, to bits 4 and 5 of byte g.
+        let h = _mm_set1_epi16(i16::from_le_bytes([x[2], x[3]]));
+        let h = _mm_srlv_epi16(h, _mm_setr_epi16(0, 2, 4, 6, 8, 10, 12, 14));
+        let h = _mm_slli_epi16::<4>(_mm_and_si128(h, _mm_set1_epi16(3)));
+        _mm_sub_epi8(_mm_or_si128(lo, _mm_packus_epi16(h, h)), _mm_set1_epi8(32))
+    }
+
+    /// One IQ4_XS row read in place against token `t` (bit-identical to
+    /// [`crate::matmul::scalar::vec_dot_iq4_xs_q8_k_scalar`]).
+    ///
+    /// Per 64 values (sub-blocks 2j and 2j + 1), the 32 index bytes go to 128-bit lanes as
+    /// (low nibbles, high nibbles) of bytes 0..16 then of 16..32, are looked up in
+    /// [`KVALUES_U8`], and one `vpdpbusd` with the token's 64 values gives sub-block 2j's sums
+    /// in lanes 0..8, 2j + 1's in 8..16, which are multiplied by their scales.
+    ///
+    /// # Safety
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `row` must hold the
+    /// blocks of `acts`' rows; token `t` must exist.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(crate) unsafe fn xs_row_dot(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
+        let (qa, da, bs) = (acts.qs_row(t), acts.d_row(t), acts.bsums_row(t));
+        let nb = da.len();
+        assert!(qa.len() >= nb * 256 && bs.len() >= nb * 16 && row.len() >= nb * XS_BYTES);
+        let m4 = _mm512_set1_epi8(0x0f);
+        // SAFETY: the table has 16 bytes.
+        let table = _mm512_broadcast_i32x4(unsafe { ld128(KVALUES_U8.as_ptr()) });
+        // Shift 0 in 128-bit lanes 0 and 2 (low nibbles), 4 in lanes 1 and 3.
+        let four = 0x0004_0004_0004_0004;
+        let nib = _mm512_set_epi64(four, four, 0, 0, four, four, 0, 0);
+        // Sub-block 2j's scale in lanes 0..8, 2j + 1's in lanes 8..16.
+        let sc_idx: [__m512i; 4] = std::array::from_fn(|j| {
+            let (a, b) = (2 * j as i32, 2 * j as i32 + 1);
+            _mm512_setr_epi32(a, a, a, a, a, a, a, a, b, b, b, b, b, b, b, b)
+        });
+        let mut acc = 0.0f32;
+        for (b, &yd) in da.iter().enumerate() {
+            let a = qa.as_ptr().wrapping_add(256 * b) as *const u8;
+            let x: &[u8; XS_BYTES] = row[b * XS_BYTES..(b + 1) * XS_BYTES]
+                .try_into()
+                .expect("block");
+            let sc8 = xs_scales(x);
+            let sc32 = _mm512_castsi256_si512(_mm256_cvtepi8_epi32(sc8));
+            // SAFETY: 16 bsums of super-block b (length asserted above).
+            let bsv = unsafe { _mm256_loadu_si256(bs.as_ptr().add(16 * b) as *const __m256i) };
+            // sum(kv * a) = sum((kv + 128) * a) - 128 * sum_g sc_g * (bsum_2g + bsum_2g+1).
+            let corr = _mm256_madd_epi16(bsv, _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(sc8, sc8)));
+            let mut v = _mm512_sub_epi32(
+                _mm512_setzero_si512(),
+                _mm512_zextsi256_si512(_mm256_slli_epi32::<7>(corr)),
+            );
+            for (j, idx) in sc_idx.iter().enumerate() {
+                // SAFETY: bytes 8 + 32j .. +32 of the block; values 64j..64j+64 of the
+                // token's super-block (lengths asserted above).
+                let (raw, av) = unsafe {
+                    (
+                        _mm256_loadu_si256(x.as_ptr().add(8 + 32 * j) as *const __m256i),
+                        ld512(a.add(64 * j)),
+                    )
+                };
+                let raw = _mm512_castsi256_si512(raw);
+                let r = _mm512_shuffle_i64x2::<0b01_01_00_00>(raw, raw);
+                let w = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srlv_epi16(r, nib), m4));
+                let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, av);
+                v = _mm512_add_epi32(
+                    v,
+                    _mm512_mullo_epi32(p, _mm512_permutexvar_epi32(*idx, sc32)),
+                );
+            }
+            let d = yd * f16c(u16::from_le_bytes([x[0], x[1]]));
+            acc += d * _mm512_reduce_add_epi32(v) as f32;
         }
         acc
     }

@@ -20,6 +20,7 @@
 use hearth_gguf::GgmlType;
 
 use super::act::Acts;
+use crate::cpu::CpuLevel;
 use crate::quant::f16_to_f32;
 use crate::quant::iq_grids::KVALUES_IQ4NL;
 
@@ -65,11 +66,14 @@ pub(crate) enum GroupKind {
     Q4K,
     /// Q6_K times Q8_K.
     Q6K,
+    /// IQ4_XS times Q8_K (AVX-512 VNNI only: [`super::tile_xs`]).
+    Iq4Xs,
 }
 
-/// The row-group kernels of `ty`, if any.
-pub(crate) fn group_kind(ty: GgmlType) -> Option<GroupKind> {
+/// The row-group kernels of `ty` for kernels of level `code`, if any.
+pub(crate) fn group_kind(ty: GgmlType, code: CpuLevel) -> Option<GroupKind> {
     match ty {
+        GgmlType::IQ4_XS if code >= CpuLevel::Avx512 => Some(GroupKind::Iq4Xs),
         GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::IQ4_NL => Some(GroupKind::Q8),
         GgmlType::Q4_K => Some(GroupKind::Q4K),
         GgmlType::Q6_K => Some(GroupKind::Q6K),

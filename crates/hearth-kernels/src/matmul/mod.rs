@@ -24,6 +24,7 @@ pub(crate) mod scalar;
 pub(crate) mod tile;
 pub(crate) mod tile512;
 pub(crate) mod tile_k6;
+pub(crate) mod tile_xs;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
@@ -128,7 +129,7 @@ fn kernel_for(ty: GgmlType, level: CpuLevel) -> Option<Kernel> {
                     act,
                     dot: Dot::Simd(f),
                     level: code,
-                    group: group::group_kind(ty),
+                    group: group::group_kind(ty, code),
                 });
             }
         }
@@ -137,7 +138,7 @@ fn kernel_for(ty: GgmlType, level: CpuLevel) -> Option<Kernel> {
         act,
         dot: Dot::Scalar(scalar::scalar_dot(ty)?),
         level: CpuLevel::Scalar,
-        group: group::group_kind(ty),
+        group: group::group_kind(ty, CpuLevel::Scalar),
     })
 }
 
@@ -617,6 +618,7 @@ fn tile_rows(
                     GroupKind::Q8 => tile::q8_row_dot_scalar(w.ty, row(r), acts, t),
                     GroupKind::Q4K => tile::k4_row_dot_scalar(row(r), acts, t),
                     GroupKind::Q6K => tile_k6::k6_row_dot_scalar(row(r), acts, t),
+                    GroupKind::Iq4Xs => scalar::vec_dot_iq4_xs_q8_k_scalar(row(r), acts, t),
                 };
             }
         }
@@ -648,6 +650,8 @@ fn tile_rows(
                     (GroupKind::Q4K, false) => group::avx2_k4::k4_row_dot_direct(row, acts, t),
                     (GroupKind::Q6K, true) => direct512::avx512::k6_row_dot(row, acts, t),
                     (GroupKind::Q6K, false) => tile_k6::avx2::k6_row_dot_direct(row, acts, t),
+                    (GroupKind::Iq4Xs, true) => direct512::avx512::xs_row_dot(row, acts, t),
+                    (GroupKind::Iq4Xs, false) => scalar::vec_dot_iq4_xs_q8_k_scalar(row, acts, t),
                 }
             });
             return;
@@ -664,7 +668,7 @@ fn tile_rows(
         let mut k4: [tile::K4Group; 2] = Default::default();
         let mut k6: [tile_k6::K6Group; 2] = Default::default();
         let mut res = [[0.0f32; tile512::ROWS]; TILE];
-        let bsums = kind == GroupKind::Q4K;
+        let bsums = matches!(kind, GroupKind::Q4K | GroupKind::Iq4Xs);
         let asums = kind == GroupKind::Q8 && off != 0;
         for tb in (0..n_tokens).step_by(TILE_TOKEN_BLOCK) {
             let tb_end = (tb + TILE_TOKEN_BLOCK).min(n_tokens);
@@ -701,6 +705,9 @@ fn tile_rows(
                             GroupKind::Q6K => {
                                 tile_k6::avx2::k6_unpack_group(rows, acts.nb, &mut k6[h])
                             }
+                            GroupKind::Iq4Xs => {
+                                tile_xs::avx2::xs_unpack_group(rows, acts.nb, &mut k4[h])
+                            }
                         }
                     }
                 }
@@ -735,6 +742,12 @@ fn tile_rows(
                                     prep,
                                     &mut res,
                                 ),
+                                GroupKind::Iq4Xs => avx512::xs_group_tile(
+                                    [&k4[0], &k4[second]],
+                                    acts,
+                                    prep,
+                                    &mut res,
+                                ),
                             }
                         } else {
                             let mut r8 = [[0.0f32; GROUP]; TILE];
@@ -747,6 +760,16 @@ fn tile_rows(
                                 }
                                 GroupKind::Q6K => {
                                     tile_k6::avx2::k6_group_tile(&k6[0], acts, prep, &mut r8)
+                                }
+                                // IQ4_XS has group kernels at the AVX-512 level only
+                                // (`group_kind`); its scalar twin keeps this total.
+                                GroupKind::Iq4Xs => {
+                                    for (rj, &t) in r8.iter_mut().zip(&prep.t) {
+                                        for (o, r) in rj.iter_mut().zip(g0..g1) {
+                                            *o =
+                                                scalar::vec_dot_iq4_xs_q8_k_scalar(row(r), acts, t);
+                                        }
+                                    }
                                 }
                             }
                             for (r16, r8) in res.iter_mut().zip(&r8) {

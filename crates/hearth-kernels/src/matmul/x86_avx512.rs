@@ -5,7 +5,8 @@
 //!   u8 x i8 sums;
 //! - Q4_K, Q6_K x Q8_K: 64 weights per zmm, `vpmaddubsw` then `vpdpwssd`
 //!   (`_mm512_dpwssd_epi32`) multiplying by the group scales and
-//!   accumulating in one instruction.
+//!   accumulating in one instruction;
+//! - IQ4_XS x Q8_K: the one-row kernel of [`super::direct512`].
 //!
 //! Other types use the AVX2 kernels at this level. Weight unpacking, scale
 //! unpacking and the min/`bsums` corrections are shared with `x86_avx2.rs`.
@@ -34,8 +35,20 @@ pub(crate) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
         T::IQ4_NL => dot_iq4_nl,
         T::Q4_K => dot_q4_k,
         T::Q6_K => dot_q6_k,
+        T::IQ4_XS => dot_iq4_xs,
         _ => return None,
     })
+}
+
+/// IQ4_XS x Q8_K: the one-row kernel ([`super::direct512::avx512::xs_row_dot`]) per token.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn dot_iq4_xs(w: &[u8], acts: &Acts<'_>, t0: usize, out: &mut [f32]) {
+    check(w, super::tile_xs::XS_BYTES, acts, t0, out.len());
+    for (i, o) in out.iter_mut().enumerate() {
+        // SAFETY: the caller's CPU level; `check` ran: the row holds `nb` blocks and the
+        // tokens exist.
+        *o = unsafe { super::direct512::avx512::xs_row_dot(w, acts, t0 + i) };
+    }
 }
 
 /// Loads 64 bytes from `p` (any alignment).
