@@ -1,13 +1,14 @@
 //! AVX-512 VNNI one-row kernels for decoding (a row read in place, times one token): Q4_K,
-//! Q6_K and IQ4_XS times Q8_K.
+//! Q5_K, Q6_K and IQ4_XS times Q8_K.
 //!
 //! Each 64 weights go through one `vpdpbusd` with the token's 64 values (sums of four
 //! products per 32-bit lane, small enough for 16 bits), two such results are packed to 16
 //! bits and multiplied by the sub-blocks' scales with one `vpdpwssd`, and the super-block's
 //! exact integer sum is reduced once. IQ4_XS's table values plus 128 give sums too large for
-//! 16 bits, so its products are scaled in 32 bits ([`super::tile_xs`]). The float steps per
+//! 16 bits, so its products are scaled in 32 bits ([`super::kgroup`]). The float steps per
 //! super-block are the scalar twins' ([`super::tile::k4_row_dot_scalar`],
-//! [`super::tile_k6::k6_row_dot_scalar`], [`super::scalar::vec_dot_iq4_xs_q8_k_scalar`]), so
+//! [`super::tile_k6::k6_row_dot_scalar`], [`super::scalar::vec_dot_q5_k_q8_k_scalar`],
+//! [`super::scalar::vec_dot_iq4_xs_q8_k_scalar`]), so
 //! the results have the same bits as every other kernel for these types.
 
 #![allow(unsafe_code)]
@@ -18,8 +19,8 @@ pub(crate) mod avx512 {
 
     use crate::matmul::act::Acts;
     use crate::matmul::group::avx2_k4::bsum_pairs;
+    use crate::matmul::kgroup::{K5_BYTES, KVALUES_U8, XS_BYTES};
     use crate::matmul::tile_k6::Q6K_BYTES;
-    use crate::matmul::tile_xs::{KVALUES_U8, XS_BYTES};
     use crate::matmul::x86_avx2::{f16c, k4_scales_mins, ld128};
     use crate::matmul::x86_avx512::{idx512, ld512};
 
@@ -81,27 +82,64 @@ pub(crate) mod avx512 {
     /// blocks of `acts`' rows; token `t` must exist.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     pub(crate) unsafe fn k4_row_dot(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
+        // SAFETY: forwarded.
+        unsafe { k45_row_dot::<false>(row, acts, t) }
+    }
+
+    /// One Q5_K row read in place against token `t` (bit-identical to
+    /// [`crate::matmul::scalar::vec_dot_q5_k_q8_k_scalar`]).
+    ///
+    /// # Safety
+    /// As [`k4_row_dot`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(crate) unsafe fn k5_row_dot(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
+        // SAFETY: forwarded.
+        unsafe { k45_row_dot::<true>(row, acts, t) }
+    }
+
+    /// [`k4_row_dot`] (`Q5` false) or [`k5_row_dot`]: Q5_K's values 0..32 keep the sums
+    /// of four products within 16 bits (`4 * 31 * 128`), so both pack them the same way.
+    ///
+    /// # Safety
+    /// As [`k4_row_dot`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn k45_row_dot<const Q5: bool>(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
         let (qa, da, bs) = (acts.qs_row(t), acts.d_row(t), acts.bsums_row(t));
         let nb = da.len();
-        assert!(qa.len() >= nb * 256 && bs.len() >= nb * 16 && row.len() >= nb * 144);
+        let (bb, qs0) = if Q5 { (K5_BYTES, 48) } else { (144, 16) };
+        assert!(qa.len() >= nb * 256 && bs.len() >= nb * 16 && row.len() >= nb * bb);
         let m4 = _mm512_set1_epi8(0x0f);
+        let one = _mm512_set1_epi8(1);
         // The low nibbles of 32 bytes in the lower half, the high ones in the upper.
         let nib = halves16(0, 4);
+        // Q5_K: qh bits 2j (lower half) and 2j + 1 (upper).
+        let qh_shift: [__m512i; 4] =
+            std::array::from_fn(|j| halves16(2 * j as i16, 2 * j as i16 + 1));
         let (idx0, idx1) = (idx512(&K4_IDX[0]), idx512(&K4_IDX[1]));
         let mut acc = 0.0f32;
         for (b, &yd) in da.iter().enumerate() {
             let a = qa.as_ptr().wrapping_add(256 * b) as *const u8;
-            let x: &[u8; 144] = row[b * 144..(b + 1) * 144].try_into().expect("block");
+            let x = &row[b * bb..(b + 1) * bb];
             let ms = k4_scales_mins(x[4..16].try_into().expect("12 bytes"));
             let msz = _mm512_castsi256_si512(ms);
+            let qh = if Q5 {
+                // SAFETY: bytes 16..48 (Q5_K's qh) of the block (length asserted above).
+                unsafe { bcast256(x.as_ptr().add(16)) }
+            } else {
+                one
+            };
             let mut p = [_mm512_setzero_si512(); 4];
             for (j, p) in p.iter_mut().enumerate() {
-                // SAFETY: bytes 16 + 32j .. +32 of the block; values 64j..64j+64 of the
+                // SAFETY: bytes qs0 + 32j .. +32 of the block; values 64j..64j+64 of the
                 // token's super-block (lengths asserted above).
                 let (raw, av) =
-                    unsafe { (bcast256(x.as_ptr().add(16 + 32 * j)), ld512(a.add(64 * j))) };
+                    unsafe { (bcast256(x.as_ptr().add(qs0 + 32 * j)), ld512(a.add(64 * j))) };
                 // Sub-blocks 2j (lanes 0..8) and 2j + 1 (lanes 8..16).
-                let w = _mm512_and_si512(_mm512_srlv_epi16(raw, nib), m4);
+                let mut w = _mm512_and_si512(_mm512_srlv_epi16(raw, nib), m4);
+                if Q5 {
+                    let high = _mm512_and_si512(_mm512_srlv_epi16(qh, qh_shift[j]), one);
+                    w = _mm512_or_si512(w, _mm512_slli_epi16::<4>(high));
+                }
                 *p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, av);
             }
             let v = _mm512_dpwssd_epi32(
@@ -119,8 +157,12 @@ pub(crate) mod avx512 {
             let i2 = _mm_cvtsi128_si32(_mm_add_epi32(m, _mm_shuffle_epi32::<0b10_11_00_01>(m)));
             let d = f16c(u16::from_le_bytes([x[0], x[1]]));
             let dm = f16c(u16::from_le_bytes([x[2], x[3]]));
-            acc = (d * yd).mul_add(i1 as f32, acc);
-            acc = (-(dm * yd)).mul_add(i2 as f32, acc);
+            if Q5 {
+                acc += yd * d * i1 as f32 - yd * dm * i2 as f32;
+            } else {
+                acc = (d * yd).mul_add(i1 as f32, acc);
+                acc = (-(dm * yd)).mul_add(i2 as f32, acc);
+            }
         }
         acc
     }

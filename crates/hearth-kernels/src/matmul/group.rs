@@ -66,13 +66,16 @@ pub(crate) enum GroupKind {
     Q4K,
     /// Q6_K times Q8_K.
     Q6K,
-    /// IQ4_XS times Q8_K (AVX-512 VNNI only: [`super::tile_xs`]).
+    /// Q5_K times Q8_K (AVX-512 VNNI only: [`super::kgroup`]).
+    Q5K,
+    /// IQ4_XS times Q8_K (AVX-512 VNNI only: [`super::kgroup`]).
     Iq4Xs,
 }
 
 /// The row-group kernels of `ty` for kernels of level `code`, if any.
 pub(crate) fn group_kind(ty: GgmlType, code: CpuLevel) -> Option<GroupKind> {
     match ty {
+        GgmlType::Q5_K if code >= CpuLevel::Avx512 => Some(GroupKind::Q5K),
         GgmlType::IQ4_XS if code >= CpuLevel::Avx512 => Some(GroupKind::Iq4Xs),
         GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 | GgmlType::IQ4_NL => Some(GroupKind::Q8),
         GgmlType::Q4_K => Some(GroupKind::Q4K),

@@ -20,11 +20,11 @@
 pub(crate) mod act;
 pub(crate) mod direct512;
 pub(crate) mod group;
+pub(crate) mod kgroup;
 pub(crate) mod scalar;
 pub(crate) mod tile;
 pub(crate) mod tile512;
 pub(crate) mod tile_k6;
-pub(crate) mod tile_xs;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86_avx2;
 #[cfg(target_arch = "x86_64")]
@@ -552,6 +552,18 @@ fn group_simd(k: &Kernel) -> bool {
     cfg!(target_arch = "x86_64") && k.level >= CpuLevel::Avx2
 }
 
+/// `dot(row, token t)` by the scalar twin of `kind`'s kernels (`ty` its weight type).
+fn group_twin(kind: group::GroupKind, ty: GgmlType, row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
+    use group::GroupKind;
+    match kind {
+        GroupKind::Q8 => tile::q8_row_dot_scalar(ty, row, acts, t),
+        GroupKind::Q4K => tile::k4_row_dot_scalar(row, acts, t),
+        GroupKind::Q5K => scalar::vec_dot_q5_k_q8_k_scalar(row, acts, t),
+        GroupKind::Q6K => tile_k6::k6_row_dot_scalar(row, acts, t),
+        GroupKind::Iq4Xs => scalar::vec_dot_iq4_xs_q8_k_scalar(row, acts, t),
+    }
+}
+
 /// Decode: every row read in place (one memory stream per row) and multiplied with each
 /// token, `dot(row, t)`, while it is in L1.
 #[cfg(target_arch = "x86_64")]
@@ -614,12 +626,7 @@ fn tile_rows(
             // SAFETY: rows r0..r1 belong to the caller's part alone.
             let dst = unsafe { out.slice(t * n_rows + r0, r1 - r0) };
             for (o, r) in dst.iter_mut().zip(r0..r1) {
-                *o = match kind {
-                    GroupKind::Q8 => tile::q8_row_dot_scalar(w.ty, row(r), acts, t),
-                    GroupKind::Q4K => tile::k4_row_dot_scalar(row(r), acts, t),
-                    GroupKind::Q6K => tile_k6::k6_row_dot_scalar(row(r), acts, t),
-                    GroupKind::Iq4Xs => scalar::vec_dot_iq4_xs_q8_k_scalar(row(r), acts, t),
-                };
+                *o = group_twin(kind, w.ty, row(r), acts, t);
             }
         }
         return;
@@ -650,8 +657,12 @@ fn tile_rows(
                     (GroupKind::Q4K, false) => group::avx2_k4::k4_row_dot_direct(row, acts, t),
                     (GroupKind::Q6K, true) => direct512::avx512::k6_row_dot(row, acts, t),
                     (GroupKind::Q6K, false) => tile_k6::avx2::k6_row_dot_direct(row, acts, t),
+                    (GroupKind::Q5K, true) => direct512::avx512::k5_row_dot(row, acts, t),
                     (GroupKind::Iq4Xs, true) => direct512::avx512::xs_row_dot(row, acts, t),
-                    (GroupKind::Iq4Xs, false) => scalar::vec_dot_iq4_xs_q8_k_scalar(row, acts, t),
+                    // AVX-512 only (`group_kind`).
+                    (GroupKind::Q5K | GroupKind::Iq4Xs, false) => {
+                        group_twin(kind, w.ty, row, acts, t)
+                    }
                 }
             });
             return;
@@ -668,7 +679,7 @@ fn tile_rows(
         let mut k4: [tile::K4Group; 2] = Default::default();
         let mut k6: [tile_k6::K6Group; 2] = Default::default();
         let mut res = [[0.0f32; tile512::ROWS]; TILE];
-        let bsums = matches!(kind, GroupKind::Q4K | GroupKind::Iq4Xs);
+        let bsums = matches!(kind, GroupKind::Q4K | GroupKind::Q5K | GroupKind::Iq4Xs);
         let asums = kind == GroupKind::Q8 && off != 0;
         for tb in (0..n_tokens).step_by(TILE_TOKEN_BLOCK) {
             let tb_end = (tb + TILE_TOKEN_BLOCK).min(n_tokens);
@@ -705,8 +716,11 @@ fn tile_rows(
                             GroupKind::Q6K => {
                                 tile_k6::avx2::k6_unpack_group(rows, acts.nb, &mut k6[h])
                             }
+                            GroupKind::Q5K => {
+                                kgroup::avx2::k5_unpack_group(rows, acts.nb, &mut k4[h])
+                            }
                             GroupKind::Iq4Xs => {
-                                tile_xs::avx2::xs_unpack_group(rows, acts.nb, &mut k4[h])
+                                kgroup::avx2::xs_unpack_group(rows, acts.nb, &mut k4[h])
                             }
                         }
                     }
@@ -742,6 +756,12 @@ fn tile_rows(
                                     prep,
                                     &mut res,
                                 ),
+                                GroupKind::Q5K => avx512::k5_group_tile(
+                                    [&k4[0], &k4[second]],
+                                    acts,
+                                    prep,
+                                    &mut res,
+                                ),
                                 GroupKind::Iq4Xs => avx512::xs_group_tile(
                                     [&k4[0], &k4[second]],
                                     acts,
@@ -761,13 +781,12 @@ fn tile_rows(
                                 GroupKind::Q6K => {
                                     tile_k6::avx2::k6_group_tile(&k6[0], acts, prep, &mut r8)
                                 }
-                                // IQ4_XS has group kernels at the AVX-512 level only
-                                // (`group_kind`); its scalar twin keeps this total.
-                                GroupKind::Iq4Xs => {
+                                // Group kernels at the AVX-512 level only (`group_kind`);
+                                // the scalar twins keep this total.
+                                GroupKind::Q5K | GroupKind::Iq4Xs => {
                                     for (rj, &t) in r8.iter_mut().zip(&prep.t) {
                                         for (o, r) in rj.iter_mut().zip(g0..g1) {
-                                            *o =
-                                                scalar::vec_dot_iq4_xs_q8_k_scalar(row(r), acts, t);
+                                            *o = group_twin(kind, w.ty, row(r), acts, t);
                                         }
                                     }
                                 }

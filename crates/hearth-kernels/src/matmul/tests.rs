@@ -582,10 +582,10 @@ fn q6_k_kernels_match_their_scalar_twin_bit_for_bit() {
 #[test]
 fn vnni_tile_kernels_match_their_scalar_twins_bit_for_bit() {
     use super::group::{self, GroupScratch, GROUP};
+    use super::kgroup;
     use super::tile::{self, K4Group, TilePrep, TILE};
     use super::tile512::ROWS;
     use super::tile_k6::{self, K6Group};
-    use super::tile_xs;
     if !CpuLevel::Avx512.is_supported() {
         eprintln!("skipped: this CPU has no AVX-512 VNNI");
         return;
@@ -603,6 +603,7 @@ fn vnni_tile_kernels_match_their_scalar_twins_bit_for_bit() {
             (GgmlType::IQ4_NL, &[0], &[19 * 32, 5 * 32]),
             (GgmlType::Q4_K, &[0, 2], &[2 * QK_K, 3 * QK_K]),
             (GgmlType::Q6_K, &[208], &[2 * QK_K, 3 * QK_K]),
+            (GgmlType::Q5_K, &[0, 2], &[2 * QK_K, 3 * QK_K]),
             (GgmlType::IQ4_XS, &[0], &[2 * QK_K, 3 * QK_K]),
         ];
         for &(ty, scales, ne0s) in cases {
@@ -616,6 +617,7 @@ fn vnni_tile_kernels_match_their_scalar_twins_bit_for_bit() {
                     let twin = |row: &[u8], t: usize| match ty {
                         GgmlType::Q4_K => tile::k4_row_dot_scalar(row, &acts, t),
                         GgmlType::Q6_K => tile_k6::k6_row_dot_scalar(row, &acts, t),
+                        GgmlType::Q5_K => scalar::vec_dot_q5_k_q8_k_scalar(row, &acts, t),
                         GgmlType::IQ4_XS => scalar::vec_dot_iq4_xs_q8_k_scalar(row, &acts, t),
                         _ => tile::q8_row_dot_scalar(ty, row, &acts, t),
                     };
@@ -638,8 +640,11 @@ fn vnni_tile_kernels_match_their_scalar_twins_bit_for_bit() {
                                     GgmlType::Q6_K => {
                                         tile_k6::avx2::k6_unpack_group(rows, nb, &mut k6[h])
                                     }
+                                    GgmlType::Q5_K => {
+                                        kgroup::avx2::k5_unpack_group(rows, nb, &mut k4[h])
+                                    }
                                     GgmlType::IQ4_XS => {
-                                        tile_xs::avx2::xs_unpack_group(rows, nb, &mut k4[h])
+                                        kgroup::avx2::xs_unpack_group(rows, nb, &mut k4[h])
                                     }
                                     _ => group::avx2::unpack_group(
                                         ty,
@@ -654,13 +659,16 @@ fn vnni_tile_kernels_match_their_scalar_twins_bit_for_bit() {
                         for t0 in (0..n_tokens).step_by(TILE) {
                             let nt = TILE.min(n_tokens - t0);
                             let mut prep = TilePrep::default();
-                            let q8k =
-                                matches!(ty, GgmlType::Q4_K | GgmlType::Q6_K | GgmlType::IQ4_XS);
-                            let pairs = matches!(ty, GgmlType::Q4_K | GgmlType::IQ4_XS);
+                            let q8k = matches!(
+                                ty,
+                                GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K | GgmlType::IQ4_XS
+                            );
+                            let pairs =
+                                matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::IQ4_XS);
                             prep.prepare(&acts, t0, nt, pairs, !q8k);
                             let mut got = [[0.0f32; ROWS]; TILE];
                             // SAFETY: AVX-512 VNNI is supported by this CPU; `prep` has the
-                            // bsum pairs (Q4_K, IQ4_XS) or block sums (the 32-value types).
+                            // bsum pairs (Q4_K, Q5_K, IQ4_XS) or block sums (the 32-value types).
                             unsafe {
                                 match ty {
                                     GgmlType::Q4_K => avx512::k4_group_tile(
@@ -671,6 +679,12 @@ fn vnni_tile_kernels_match_their_scalar_twins_bit_for_bit() {
                                     ),
                                     GgmlType::Q6_K => avx512::k6_group_tile(
                                         [&k6[0], &k6[second]],
+                                        &acts,
+                                        &prep,
+                                        &mut got,
+                                    ),
+                                    GgmlType::Q5_K => avx512::k5_group_tile(
+                                        [&k4[0], &k4[second]],
                                         &acts,
                                         &prep,
                                         &mut got,
@@ -708,7 +722,7 @@ fn vnni_tile_kernels_match_their_scalar_twins_bit_for_bit() {
     }
 }
 
-/// The AVX-512 VNNI one-row (decode) kernels for Q4_K, Q6_K and IQ4_XS give the scalar twins' bits
+/// The AVX-512 VNNI one-row (decode) kernels for Q4_K, Q5_K, Q6_K and IQ4_XS give the scalar twins' bits
 /// for every row and token (all bit patterns of the quants and scales, and quantized
 /// weights).
 #[test]
@@ -727,6 +741,7 @@ fn vnni_one_row_kernels_match_their_scalar_twins_bit_for_bit() {
         for (ty, scales) in [
             (GgmlType::Q4_K, &[0usize, 2][..]),
             (GgmlType::Q6_K, &[208][..]),
+            (GgmlType::Q5_K, &[0, 2][..]),
             (GgmlType::IQ4_XS, &[0][..]),
         ] {
             for ne0 in [QK_K, 3 * QK_K] {
@@ -742,6 +757,10 @@ fn vnni_one_row_kernels_match_their_scalar_twins_bit_for_bit() {
                                     GgmlType::Q4_K => (
                                         avx512::k4_row_dot(row, &acts, t),
                                         k4_row_dot_scalar(row, &acts, t),
+                                    ),
+                                    GgmlType::Q5_K => (
+                                        avx512::k5_row_dot(row, &acts, t),
+                                        scalar::vec_dot_q5_k_q8_k_scalar(row, &acts, t),
                                     ),
                                     GgmlType::Q6_K => (
                                         avx512::k6_row_dot(row, &acts, t),

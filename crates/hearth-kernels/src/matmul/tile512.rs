@@ -172,105 +172,20 @@ pub(crate) mod avx512 {
         store(&sums, out);
     }
 
-    /// Checks that both groups hold `nb` super-blocks in [`K4Group`]'s layout (`dmin` too
-    /// when `dmin`) and that `prep` has the bsum pairs.
-    fn check_k4(s: [&K4Group; 2], nb: usize, prep: &TilePrep, dmin: bool) {
-        for g in s {
-            assert!(
-                g.qi.len() >= nb * 8 * GROUP * 32
-                    && g.sc.len() >= nb * 8 * 16
-                    && g.mins.len() >= nb * 4 * 16
-                    && g.d.len() >= nb * GROUP
-                    && (!dmin || g.dmin.len() >= nb * GROUP)
-            );
-        }
-        assert!(prep.dx.len() >= nb * TILE && prep.bsp.len() >= nb * TILE * 8);
-    }
-
-    /// Per token `j`, `sum_g sc_g * sum_l q * a` over the eight 32-value sub-blocks of
-    /// super-block `b` of two [`K4Group`]s (lane r for row r): per sub-block, eight
-    /// `vpdpbusd` (two chains of four) give the exact sums of the unsigned values times the
-    /// token's values, multiplied by the rows' scales in 32 bits.
-    ///
-    /// # Safety
-    /// As [`k4_group_tile`]; [`check_k4`] must have passed; `qa` must hold the tile's
-    /// activation rows of `nb * 256` values.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn scaled_sub_sums(
-        s: [&K4Group; 2],
-        qa: &[*const u8; TILE],
-        b: usize,
-    ) -> [__m512i; TILE] {
-        let (wi0, wi1) = (s[0].qi.as_ptr(), s[1].qi.as_ptr());
-        let (sc0, sc1) = (s[0].sc.as_ptr() as *const u8, s[1].sc.as_ptr() as *const u8);
-        let mut i1 = [_mm512_setzero_si512(); TILE];
-        for g in 0..8 {
-            let sb = b * 8 + g;
-            let mut s32 = [_mm512_setzero_si512(); TILE];
-            let mut hi = [_mm512_setzero_si512(); TILE];
-            for k in 0..4 {
-                for (half, acc) in [(0, &mut s32), (4, &mut hi)] {
-                    let o = (sb * 8 + k + half) * 32;
-                    // SAFETY: 32 bytes at o < nb * 8 * GROUP * 32 in both groups (checked).
-                    let w = unsafe { ld2(wi0.add(o), wi1.add(o)) };
-                    for (j, s) in acc.iter_mut().enumerate() {
-                        // SAFETY: 4 values at 32sb + 4(k + half) of a row of nb * 256.
-                        let a = unsafe { bcast4(qa[j].add(32 * sb + 4 * (k + half))) };
-                        *s = _mm512_dpbusd_epi32(*s, w, a);
-                    }
-                }
-            }
-            for (s, h) in s32.iter_mut().zip(&hi) {
-                *s = _mm512_add_epi32(*s, *h);
-            }
-            // Row r's scale is in both i16 halves of 32-bit lane r.
-            // SAFETY: 16 i16 (32 bytes) at sb * 16 in both groups (checked).
-            let scv = _mm512_srai_epi32::<16>(unsafe { ld2(sc0.add(sb * 32), sc1.add(sb * 32)) });
-            for (i, s) in i1.iter_mut().zip(&s32) {
-                *i = _mm512_add_epi32(*i, _mm512_mullo_epi32(*s, scv));
-            }
-        }
-        i1
-    }
-
-    /// `sum_g mins_g * bsum_g` of super-block `b` for token `j` of the tile (lane r for row
-    /// r), from the `mins` of two [`K4Group`]s and the bsum pairs.
-    ///
-    /// # Safety
-    /// As [`k4_group_tile`]; [`check_k4`] must have passed.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn min_sums(s: [&K4Group; 2], prep: &TilePrep, b: usize, j: usize) -> __m512i {
-        let (mn0, mn1) = (
-            s[0].mins.as_ptr() as *const u8,
-            s[1].mins.as_ptr() as *const u8,
-        );
-        let mut i2 = _mm512_setzero_si512();
-        for p in 0..4 {
-            let o = (b * 4 + p) * 32;
-            // SAFETY: 16 i16 at (b * 4 + p) * 16 in both groups; 2 i16 at
-            // (b * TILE + j) * 8 + 2p (checked).
-            let (mv, bp) = unsafe {
-                (
-                    ld2(mn0.add(o), mn1.add(o)),
-                    _mm512_set1_epi32(
-                        (prep.bsp.as_ptr().add((b * TILE + j) * 8 + 2 * p) as *const i32)
-                            .read_unaligned(),
-                    ),
-                )
-            };
-            i2 = _mm512_add_epi32(i2, _mm512_madd_epi16(mv, bp));
-        }
-        i2
+    /// How the super-block sums of [`k_tile`] become floats, as the type's scalar twin does.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Finish {
+        /// Q4_K: `acc = fma(d * d_a, I1, acc)`, then `acc = fma(-(dmin * d_a), I2, acc)`.
+        Q4K,
+        /// Q5_K: `acc = acc + ((d_a * d) * I1 - (d_a * dmin) * I2)`.
+        Q5K,
+        /// IQ4_XS (values plus 128, `mins` the scales): `acc = acc + (d_a * d) * (I1 - 128 I2)`.
+        Iq4Xs,
     }
 
     /// `out[j][r] = dot(row r, token prep.t[j])` for two groups of Q4_K rows unpacked by
     /// [`crate::matmul::tile::avx2::k4_unpack_group`] (bit-identical to
     /// [`crate::matmul::tile::k4_row_dot_scalar`] per row and token).
-    ///
-    /// Per sub-block, eight `vpdpbusd` give the exact sums of the unsigned nibbles times the
-    /// token's values, multiplied by the rows' scales in 32 bits; the mins' term as in AVX2.
     ///
     /// # Safety
     /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `prep` must be prepared
@@ -282,47 +197,34 @@ pub(crate) mod avx512 {
         prep: &TilePrep,
         out: &mut [[f32; ROWS]; TILE],
     ) {
-        let nb = acts.nb;
-        check_k4(s, nb, prep, true);
-        let qa = prep.act_ptrs(acts, nb * 256);
-        let mut acc = [_mm512_setzero_ps(); TILE];
-        for b in 0..nb {
-            // SAFETY: checked above.
-            let i1 = unsafe { scaled_sub_sums(s, &qa, b) };
-            // SAFETY: 8 scales at b * GROUP in both groups (checked).
-            let (dv, dmv) = unsafe {
-                (
-                    ld2_ps(
-                        s[0].d.as_ptr().add(b * GROUP),
-                        s[1].d.as_ptr().add(b * GROUP),
-                    ),
-                    ld2_ps(
-                        s[0].dmin.as_ptr().add(b * GROUP),
-                        s[1].dmin.as_ptr().add(b * GROUP),
-                    ),
-                )
-            };
-            for (j, (a, i1)) in acc.iter_mut().zip(&i1).enumerate() {
-                // SAFETY: checked above.
-                let i2 = unsafe { min_sums(s, prep, b, j) };
-                let yd = _mm512_set1_ps(prep.dx[b * TILE + j]);
-                *a = _mm512_fmadd_ps(_mm512_mul_ps(dv, yd), _mm512_cvtepi32_ps(*i1), *a);
-                *a = _mm512_fnmadd_ps(_mm512_mul_ps(dmv, yd), _mm512_cvtepi32_ps(i2), *a);
-            }
-        }
-        store(&acc, out);
+        // SAFETY: forwarded.
+        unsafe { k_tile::<{ Finish::Q4K as u8 }>(s, acts, prep, out) }
     }
 
-    /// `out[j][r] = dot(row r, token prep.t[j])` for two groups of IQ4_XS rows unpacked by
-    /// [`crate::matmul::tile_xs::avx2::xs_unpack_group`] (bit-identical to
-    /// [`crate::matmul::scalar::vec_dot_iq4_xs_q8_k_scalar`] per row and token).
-    ///
-    /// The sub-block sums as for Q4_K, of the table values plus 128; the offset's share
-    /// `128 * sum_g sc_g * bsum_g` is subtracted per super-block.
+    /// [`k4_group_tile`] for Q5_K rows unpacked by
+    /// [`crate::matmul::kgroup::avx2::k5_unpack_group`] (bit-identical to
+    /// [`crate::matmul::scalar::vec_dot_q5_k_q8_k_scalar`]).
     ///
     /// # Safety
-    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `prep` must be prepared
-    /// from `acts` with the bsum pairs; `s` must hold rows of `acts.nb` blocks.
+    /// As [`k4_group_tile`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(crate) unsafe fn k5_group_tile(
+        s: [&K4Group; 2],
+        acts: &Acts<'_>,
+        prep: &TilePrep,
+        out: &mut [[f32; ROWS]; TILE],
+    ) {
+        // SAFETY: forwarded.
+        unsafe { k_tile::<{ Finish::Q5K as u8 }>(s, acts, prep, out) }
+    }
+
+    /// [`k4_group_tile`] for IQ4_XS rows unpacked by
+    /// [`crate::matmul::kgroup::avx2::xs_unpack_group`] (bit-identical to
+    /// [`crate::matmul::scalar::vec_dot_iq4_xs_q8_k_scalar`]): the sub-block sums of the
+    /// table values plus 128, less the offset's share `128 * sum_g sc_g * bsum_g`.
+    ///
+    /// # Safety
+    /// As [`k4_group_tile`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     pub(crate) unsafe fn xs_group_tile(
         s: [&K4Group; 2],
@@ -330,27 +232,122 @@ pub(crate) mod avx512 {
         prep: &TilePrep,
         out: &mut [[f32; ROWS]; TILE],
     ) {
+        // SAFETY: forwarded.
+        unsafe { k_tile::<{ Finish::Iq4Xs as u8 }>(s, acts, prep, out) }
+    }
+
+    /// The tile kernel of the types unpacked to [`K4Group`]s: per super-block and token,
+    /// the exact `I1 = sum_g sc_g * sum_l q * a` (per sub-block, eight `vpdpbusd` of the
+    /// unsigned values with the token's values, multiplied by the rows' scales in 32 bits)
+    /// and `I2 = sum_g m_g * bsum_g`, finished as `FIN` ([`Finish`]) says.
+    ///
+    /// # Safety
+    /// As [`k4_group_tile`].
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    unsafe fn k_tile<const FIN: u8>(
+        s: [&K4Group; 2],
+        acts: &Acts<'_>,
+        prep: &TilePrep,
+        out: &mut [[f32; ROWS]; TILE],
+    ) {
         let nb = acts.nb;
-        check_k4(s, nb, prep, false);
+        let dmin = FIN != Finish::Iq4Xs as u8;
+        for g in s {
+            assert!(
+                g.qi.len() >= nb * 8 * GROUP * 32
+                    && g.sc.len() >= nb * 8 * 16
+                    && g.mins.len() >= nb * 4 * 16
+                    && g.d.len() >= nb * GROUP
+                    && (!dmin || g.dmin.len() >= nb * GROUP)
+            );
+        }
+        assert!(prep.dx.len() >= nb * TILE && prep.bsp.len() >= nb * TILE * 8);
         let qa = prep.act_ptrs(acts, nb * 256);
+        let (wi0, wi1) = (s[0].qi.as_ptr(), s[1].qi.as_ptr());
+        let (sc0, sc1) = (s[0].sc.as_ptr() as *const u8, s[1].sc.as_ptr() as *const u8);
+        let (mn0, mn1) = (
+            s[0].mins.as_ptr() as *const u8,
+            s[1].mins.as_ptr() as *const u8,
+        );
         let mut acc = [_mm512_setzero_ps(); TILE];
         for b in 0..nb {
-            // SAFETY: checked above.
-            let i1 = unsafe { scaled_sub_sums(s, &qa, b) };
-            // SAFETY: 8 scales at b * GROUP in both groups (checked).
-            let dv = unsafe {
-                ld2_ps(
-                    s[0].d.as_ptr().add(b * GROUP),
-                    s[1].d.as_ptr().add(b * GROUP),
+            let mut i1 = [_mm512_setzero_si512(); TILE];
+            for g in 0..8 {
+                let sb = b * 8 + g;
+                // Two chains of four `vpdpbusd` per token, added.
+                let mut s32 = [_mm512_setzero_si512(); TILE];
+                let mut hi = [_mm512_setzero_si512(); TILE];
+                for k in 0..4 {
+                    for (half, acc) in [(0, &mut s32), (4, &mut hi)] {
+                        let o = (sb * 8 + k + half) * 32;
+                        // SAFETY: 32 bytes at o < nb * 8 * GROUP * 32 in both groups.
+                        let w = unsafe { ld2(wi0.add(o), wi1.add(o)) };
+                        for (j, s) in acc.iter_mut().enumerate() {
+                            // SAFETY: 4 values at 32sb + 4(k + half) of a row of nb * 256.
+                            let a = unsafe { bcast4(qa[j].add(32 * sb + 4 * (k + half))) };
+                            *s = _mm512_dpbusd_epi32(*s, w, a);
+                        }
+                    }
+                }
+                for (s, h) in s32.iter_mut().zip(&hi) {
+                    *s = _mm512_add_epi32(*s, *h);
+                }
+                // Row r's scale is in both i16 halves of 32-bit lane r.
+                // SAFETY: 16 i16 (32 bytes) at sb * 16 in both groups (asserted).
+                let scv =
+                    _mm512_srai_epi32::<16>(unsafe { ld2(sc0.add(sb * 32), sc1.add(sb * 32)) });
+                for (i, s) in i1.iter_mut().zip(&s32) {
+                    *i = _mm512_add_epi32(*i, _mm512_mullo_epi32(*s, scv));
+                }
+            }
+            // SAFETY: 8 scales at b * GROUP in both groups (asserted; `dmin` only read when
+            // the type has one).
+            let (dv, dmv) = unsafe {
+                (
+                    ld2_ps(
+                        s[0].d.as_ptr().add(b * GROUP),
+                        s[1].d.as_ptr().add(b * GROUP),
+                    ),
+                    if dmin {
+                        ld2_ps(
+                            s[0].dmin.as_ptr().add(b * GROUP),
+                            s[1].dmin.as_ptr().add(b * GROUP),
+                        )
+                    } else {
+                        _mm512_setzero_ps()
+                    },
                 )
             };
             for (j, (a, i1)) in acc.iter_mut().zip(&i1).enumerate() {
-                // SAFETY: checked above.
-                let i2 = unsafe { min_sums(s, prep, b, j) };
-                let isum = _mm512_sub_epi32(*i1, _mm512_slli_epi32::<7>(i2));
+                let mut i2 = _mm512_setzero_si512();
+                for p in 0..4 {
+                    let o = (b * 4 + p) * 32;
+                    // SAFETY: 16 i16 at (b * 4 + p) * 16 in both groups; 2 i16 at
+                    // (b * TILE + j) * 8 + 2p (asserted).
+                    let (mv, bp) = unsafe {
+                        (
+                            ld2(mn0.add(o), mn1.add(o)),
+                            _mm512_set1_epi32(
+                                (prep.bsp.as_ptr().add((b * TILE + j) * 8 + 2 * p) as *const i32)
+                                    .read_unaligned(),
+                            ),
+                        )
+                    };
+                    i2 = _mm512_add_epi32(i2, _mm512_madd_epi16(mv, bp));
+                }
                 let yd = _mm512_set1_ps(prep.dx[b * TILE + j]);
-                let term = _mm512_mul_ps(_mm512_mul_ps(dv, yd), _mm512_cvtepi32_ps(isum));
-                *a = _mm512_add_ps(*a, term);
+                let dyd = _mm512_mul_ps(dv, yd);
+                if FIN == Finish::Q4K as u8 {
+                    *a = _mm512_fmadd_ps(dyd, _mm512_cvtepi32_ps(*i1), *a);
+                    *a = _mm512_fnmadd_ps(_mm512_mul_ps(dmv, yd), _mm512_cvtepi32_ps(i2), *a);
+                } else if FIN == Finish::Q5K as u8 {
+                    let t1 = _mm512_mul_ps(dyd, _mm512_cvtepi32_ps(*i1));
+                    let t2 = _mm512_mul_ps(_mm512_mul_ps(dmv, yd), _mm512_cvtepi32_ps(i2));
+                    *a = _mm512_add_ps(*a, _mm512_sub_ps(t1, t2));
+                } else {
+                    let isum = _mm512_sub_epi32(*i1, _mm512_slli_epi32::<7>(i2));
+                    *a = _mm512_add_ps(*a, _mm512_mul_ps(dyd, _mm512_cvtepi32_ps(isum)));
+                }
             }
         }
         store(&acc, out);

@@ -6,7 +6,7 @@
 //! - Q4_K, Q6_K x Q8_K: 64 weights per zmm, `vpmaddubsw` then `vpdpwssd`
 //!   (`_mm512_dpwssd_epi32`) multiplying by the group scales and
 //!   accumulating in one instruction;
-//! - IQ4_XS x Q8_K: the one-row kernel of [`super::direct512`].
+//! - Q5_K, IQ4_XS x Q8_K: the one-row kernels of [`super::direct512`].
 //!
 //! Other types use the AVX2 kernels at this level. Weight unpacking, scale
 //! unpacking and the min/`bsums` corrections are shared with `x86_avx2.rs`.
@@ -35,21 +35,30 @@ pub(crate) fn dot_fn(ty: GgmlType) -> Option<DotFn> {
         T::IQ4_NL => dot_iq4_nl,
         T::Q4_K => dot_q4_k,
         T::Q6_K => dot_q6_k,
+        T::Q5_K => dot_q5_k,
         T::IQ4_XS => dot_iq4_xs,
         _ => return None,
     })
 }
 
-/// IQ4_XS x Q8_K: the one-row kernel ([`super::direct512::avx512::xs_row_dot`]) per token.
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn dot_iq4_xs(w: &[u8], acts: &Acts<'_>, t0: usize, out: &mut [f32]) {
-    check(w, super::tile_xs::XS_BYTES, acts, t0, out.len());
-    for (i, o) in out.iter_mut().enumerate() {
-        // SAFETY: the caller's CPU level; `check` ran: the row holds `nb` blocks and the
-        // tokens exist.
-        *o = unsafe { super::direct512::avx512::xs_row_dot(w, acts, t0 + i) };
-    }
+/// Defines `$name`, a dot kernel running the one-row kernel `$row` of
+/// [`super::direct512`] per token.
+macro_rules! one_row_kernel {
+    ($name:ident, $row:ident, $bytes:expr) => {
+        #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+        unsafe fn $name(w: &[u8], acts: &Acts<'_>, t0: usize, out: &mut [f32]) {
+            check(w, $bytes, acts, t0, out.len());
+            for (i, o) in out.iter_mut().enumerate() {
+                // SAFETY: the caller's CPU level; `check` ran: the row holds `nb` blocks
+                // and the tokens exist.
+                *o = unsafe { super::direct512::avx512::$row(w, acts, t0 + i) };
+            }
+        }
+    };
 }
+
+one_row_kernel!(dot_q5_k, k5_row_dot, super::kgroup::K5_BYTES);
+one_row_kernel!(dot_iq4_xs, xs_row_dot, super::kgroup::XS_BYTES);
 
 /// Loads 64 bytes from `p` (any alignment).
 ///
