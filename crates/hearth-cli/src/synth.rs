@@ -44,6 +44,11 @@ pub enum Preset {
     /// 8 experts of 128 (2 used), llama.cpp's gemma-4 test vocabulary.
     #[value(name = "gemma4-tiny-moe")]
     Gemma4TinyMoe,
+    /// A tiny gemma4 with the E2B/E4B features (for tests against llama.cpp): 4 layers, 256
+    /// wide, per-layer token embeddings of 16, the last 2 layers attending over the caches of
+    /// the first 2.
+    #[value(name = "gemma4-tiny-ple")]
+    Gemma4TinyPle,
 }
 
 /// Experts of every layer.
@@ -67,6 +72,10 @@ struct Gemma4Shape {
     k_eq_v: bool,
     /// Fraction of the global layers' head rotated by RoPE (`rope_freqs`).
     partial_rotary: f32,
+    /// The last layers without a KV cache of their own (`attention.shared_kv_layers`).
+    shared_kv: usize,
+    /// Width of the per-layer token embeddings (0: none).
+    n_embd_per_layer: usize,
 }
 
 /// The hyperparameters of a preset.
@@ -146,6 +155,8 @@ fn shape(p: Preset) -> Shape {
             rope_base_swa: 10_000.0,
             k_eq_v: true,
             partial_rotary: 0.25,
+            shared_kv: 0,
+            n_embd_per_layer: 0,
         }),
         w_std: 0.02,
         embd_std: 0.02,
@@ -214,6 +225,30 @@ fn shape(p: Preset) -> Shape {
             embd_std: 0.06,
             ..gemma4
         },
+        Preset::Gemma4TinyPle => Shape {
+            name: "gemma4-tiny-ple",
+            size_label: "tiny",
+            n_layer: 4,
+            n_embd: 256,
+            n_ff: 512,
+            n_head: 4,
+            n_head_kv: 2,
+            head_dim: 64,
+            n_ctx: 512,
+            moe: None,
+            gemma4: Some(Gemma4Shape {
+                period: 2,
+                window: 64,
+                head_dim_full: 128,
+                n_head_kv_full: 1,
+                shared_kv: 2,
+                n_embd_per_layer: 16,
+                ..gemma4.gemma4.unwrap_or_else(|| unreachable!())
+            }),
+            w_std: 0.05,
+            embd_std: 0.06,
+            ..gemma4
+        },
     }
 }
 
@@ -221,6 +256,12 @@ impl Shape {
     /// Whether layer `il` attends through the sliding window (gemma4).
     fn is_swa(&self, il: usize) -> bool {
         self.gemma4.is_some_and(|g| il % g.period != g.period - 1)
+    }
+
+    /// Whether layer `il` attends over an earlier layer's cache (gemma4's shared-KV layers).
+    fn is_kv_shared(&self, il: usize) -> bool {
+        self.gemma4
+            .is_some_and(|g| il + g.shared_kv >= self.n_layer)
     }
 
     /// (head size, KV heads) of layer `il`.
@@ -370,9 +411,12 @@ fn tensors(sh: &Shape, n_vocab: usize) -> Vec<Tensor> {
         let kv = (n_kv * hd) as u64;
         out.push(t(b("attn_norm.weight"), vec![e], Fill::Ones));
         out.push(t(b("attn_q.weight"), vec![e, q], w));
-        out.push(t(b("attn_k.weight"), vec![e, kv], w));
+        let shared = sh.is_kv_shared(il);
+        if !shared {
+            out.push(t(b("attn_k.weight"), vec![e, kv], w));
+        }
         let k_eq_v = sh.gemma4.is_some_and(|g| g.k_eq_v && !sh.is_swa(il));
-        if !k_eq_v {
+        if !k_eq_v && !shared {
             out.push(t(b("attn_v.weight"), vec![e, kv], w));
         }
         if sh.qkv_bias {
@@ -387,10 +431,21 @@ fn tensors(sh: &Shape, n_vocab: usize) -> Vec<Tensor> {
         out.push(t(b("ffn_down.weight"), vec![f, e], w));
         if sh.gemma4.is_some() {
             out.push(t(b("attn_q_norm.weight"), vec![hd as u64], Fill::Ones));
-            out.push(t(b("attn_k_norm.weight"), vec![hd as u64], Fill::Ones));
+            if !shared {
+                out.push(t(b("attn_k_norm.weight"), vec![hd as u64], Fill::Ones));
+            }
             out.push(t(b("post_attention_norm.weight"), vec![e], Fill::Ones));
             out.push(t(b("post_ffw_norm.weight"), vec![e], Fill::Ones));
             out.push(t(b("layer_output_scale.weight"), vec![1], Fill::Ones));
+        }
+        if let Some(pl) = sh
+            .gemma4
+            .map(|g| g.n_embd_per_layer as u64)
+            .filter(|&n| n > 0)
+        {
+            out.push(t(b("inp_gate.weight"), vec![e, pl], w));
+            out.push(t(b("proj.weight"), vec![pl, e], w));
+            out.push(t(b("post_norm.weight"), vec![e], Fill::Ones));
         }
         if let Some(m) = sh.moe {
             let (n, fe) = (m.n_expert as u64, m.n_ff_exp as u64);
@@ -409,6 +464,20 @@ fn tensors(sh: &Shape, n_vocab: usize) -> Vec<Tensor> {
                 out.push(t(b("post_ffw_norm_2.weight"), vec![e], Fill::Ones));
             }
         }
+    }
+    if let Some(pl) = sh
+        .gemma4
+        .map(|g| g.n_embd_per_layer as u64)
+        .filter(|&n| n > 0)
+    {
+        let all = pl * sh.n_layer as u64;
+        out.push(t(
+            "per_layer_token_embd.weight".into(),
+            vec![all, n_vocab as u64],
+            Fill::Normal(sh.embd_std),
+        ));
+        out.push(t("per_layer_model_proj.weight".into(), vec![e, all], w));
+        out.push(t("per_layer_proj_norm.weight".into(), vec![pl], Fill::Ones));
     }
     out.push(t("output_norm.weight".into(), vec![e], Fill::Ones));
     if !sh.tied {
@@ -465,10 +534,10 @@ fn metadata(sh: &Shape, vocab: &Metadata, n_vocab: usize, quantized: bool) -> Me
             );
             md.set(format!("{a}.final_logit_softcapping"), Value::F32(30.0));
             md.set(format!("{a}.attention.sliding_window"), u32v(g.window));
-            md.set(format!("{a}.attention.shared_kv_layers"), Value::U32(0));
+            md.set(format!("{a}.attention.shared_kv_layers"), u32v(g.shared_kv));
             md.set(
                 format!("{a}.embedding_length_per_layer_input"),
-                Value::U32(0),
+                u32v(g.n_embd_per_layer),
             );
             md.set(
                 format!("{a}.attention.sliding_window_pattern"),

@@ -198,6 +198,13 @@ pub struct ModelConfig {
     /// Per-layer attention and feed-forward sizes, for architectures whose layers differ
     /// (gemma4); `None` when every layer has the sizes above.
     pub per_layer: Option<Vec<LayerDims>>,
+    /// Layers from the first on that have their own KV cache (`n_layer_kv_from_start`); the
+    /// others attend over an earlier layer's cache ([`ModelConfig::kv_layer`], gemma4's
+    /// `attention.shared_kv_layers`).
+    pub n_layer_kv: usize,
+    /// Width of the per-layer token embeddings (`embedding_length_per_layer_input`, gemma4
+    /// E2B/E4B); 0 when the model has none.
+    pub n_embd_per_layer: usize,
 }
 
 /// The sizes of one layer when they differ between layers.
@@ -370,6 +377,8 @@ impl ModelConfig {
             tied_output: file.tensor("output.weight").is_none(),
             moe: k.moe(n_ff)?,
             per_layer: None,
+            n_layer_kv: n_layer,
+            n_embd_per_layer: 0,
         };
         arch::configure(&k, &mut cfg)?;
         Ok(cfg)
@@ -393,9 +402,21 @@ impl ModelConfig {
         }
     }
 
-    /// (K width, V width) of every layer's cache rows.
+    /// The layer whose KV cache layer `il` attends over: itself, or for the layers without
+    /// a cache of their own (from [`n_layer_kv`](Self::n_layer_kv) on) the last layer with a
+    /// cache of the same kind (llama.cpp's `reuse` callback for gemma3n/gemma4: the layer
+    /// before the last for sliding-window layers, the last for global ones).
+    pub fn kv_layer(&self, il: usize) -> usize {
+        if il < self.n_layer_kv {
+            il
+        } else {
+            self.n_layer_kv - if self.is_swa(il) { 2 } else { 1 }
+        }
+    }
+
+    /// (K width, V width) of the cache rows of every layer with a cache of its own.
     pub fn kv_widths(&self) -> Vec<(usize, usize)> {
-        (0..self.n_layer)
+        (0..self.n_layer_kv)
             .map(|il| {
                 let c = self.for_layer(il);
                 (c.n_embd_k_gqa(), c.n_embd_v_gqa())

@@ -259,6 +259,10 @@ pub(crate) enum Qkv {
         w: Weight,
         b: Option<Vec<f32>>,
     },
+    /// Q alone: a layer attending over an earlier layer's cache (gemma4's shared-KV layers).
+    QOnly {
+        wq: Weight,
+    },
 }
 
 impl Qkv {
@@ -298,7 +302,15 @@ impl Qkv {
         })
     }
 
-    /// Projects `n` rows of `x`; returns (Q, K, V) as row-major `[n][width]`.
+    /// `attn_q` alone, for a layer without a KV cache of its own.
+    pub(crate) fn load_q(l: &Loader<'_>, il: usize, cfg: &ModelConfig) -> Result<Qkv, ConfigError> {
+        Ok(Qkv::QOnly {
+            wq: l.matrix(&blk(il, "attn_q.weight"), cfg.n_embd, cfg.n_embd_q())?,
+        })
+    }
+
+    /// Projects `n` rows of `x`; returns (Q, K, V) as row-major `[n][width]` (K and V empty
+    /// for [`Qkv::QOnly`]).
     pub(crate) fn project(
         &self,
         x: &[f32],
@@ -355,6 +367,11 @@ impl Qkv {
                     v.extend_from_slice(&row[nq + nk..]);
                 }
                 Ok((q, k, v))
+            }
+            Qkv::QOnly { wq } => {
+                let mut q = vec![0.0; n * nq];
+                mm.matmul(wq, x, n, &mut q)?;
+                Ok((q, Vec::new(), Vec::new()))
             }
         }
     }
@@ -542,6 +559,8 @@ pub(crate) struct Layer {
     pub(crate) moe_branch: Option<Box<crate::arch::gemma4::MoeBranch>>,
     /// Factor the layer's output is multiplied by (`layer_output_scale`, gemma4).
     pub(crate) out_scale: Option<f32>,
+    /// The per-layer embedding's gate and projection (gemma4 E2B/E4B).
+    pub(crate) ple: Option<Box<crate::arch::gemma4::LayerPle>>,
 }
 
 impl Layer {
@@ -556,6 +575,7 @@ impl Layer {
                 }
             }
             Qkv::Fused { w, .. } => f(w),
+            Qkv::QOnly { wq } => f(wq),
         }
         f(&self.wo);
         match &self.ffn {
@@ -573,6 +593,9 @@ impl Layer {
         if let Some(b) = &self.moe_branch {
             f(&b.gate_inp);
             b.moe.for_each_weight(f);
+        }
+        if let Some(p) = &self.ple {
+            p.for_each_weight(f);
         }
     }
 
@@ -620,6 +643,8 @@ pub(crate) struct Batch<'a> {
     pub(crate) rope_factors: Option<&'a [f32]>,
     /// Threads and numerics of the products.
     pub(crate) mm: Mm<'a>,
+    /// Per-layer token embeddings, `[n][n_layer][n_embd_per_layer]` (gemma4 E2B/E4B).
+    pub(crate) per_layer_inp: Option<&'a [f32]>,
 }
 
 /// `build_qkv` -> optional Q/K RMS norm -> RoPE -> optional Q scale -> KV store -> attention ->
@@ -634,14 +659,20 @@ pub(crate) fn attention_block(
     spec: &AttnSpec,
 ) -> Result<Vec<f32>> {
     let n = batch.pos.len();
+    // A layer past `n_layer_kv` attends over an earlier layer's cache (the caller passes
+    // that one), which already holds this batch's rows.
+    let shared = il >= cfg.n_layer_kv;
     let (mut q, mut k, mut v) = layer.qkv.project(x, n, cfg, &batch.mm)?;
     if let Some(w) = &layer.q_norm {
         ops::rms_norm_inplace(&mut q, w, cfg.rms_eps);
     }
-    if let Some(w) = &layer.k_norm {
+    if shared {
+        (k, v) = (Vec::new(), Vec::new());
+    }
+    if let Some(w) = layer.k_norm.as_ref().filter(|_| !shared) {
         ops::rms_norm_inplace(&mut k, w, cfg.rms_eps);
     }
-    if spec.v_norm {
+    if spec.v_norm && !shared {
         let ones = vec![1.0f32; cfg.head_dim_v];
         ops::rms_norm_inplace(&mut v, &ones, cfg.rms_eps);
     }
@@ -655,7 +686,9 @@ pub(crate) fn attention_block(
     for (t, &p) in batch.pos.iter().enumerate() {
         rope.cache(p, &mut cache_buf);
         rope.apply(&mut q[t * nq..(t + 1) * nq], cfg.head_dim_k, &cache_buf);
-        rope.apply(&mut k[t * nk..(t + 1) * nk], cfg.head_dim_k, &cache_buf);
+        if !shared {
+            rope.apply(&mut k[t * nk..(t + 1) * nk], cfg.head_dim_k, &cache_buf);
+        }
     }
     if let Some(s) = spec.q_prescale {
         ops::scale_inplace(&mut q, s);
@@ -663,7 +696,7 @@ pub(crate) fn attention_block(
     let o_width = cfg.n_head * cfg.head_dim_v;
     let mut attn = vec![0.0f32; n * o_width];
     for (seg, cache) in batch.segments.iter().zip(caches.iter_mut()) {
-        for t in seg.clone() {
+        for t in seg.clone().filter(|_| !shared) {
             cache.push(
                 batch.pos[t],
                 &k[t * nk..(t + 1) * nk],

@@ -128,6 +128,8 @@ pub(crate) struct Weights {
     output_b: Option<Vec<f32>>,
     rope: RopeFactors,
     layers: Vec<Layer>,
+    /// Per-layer token embeddings (gemma4 E2B/E4B).
+    ple: Option<arch::gemma4::PleInput>,
 }
 
 /// Loads (or, with a dry loader, only checks) every tensor of the model.
@@ -151,7 +153,9 @@ pub(crate) fn load_weights(l: &Loader<'_>, cfg: &ModelConfig) -> Result<Weights,
     let layers = (0..cfg.n_layer)
         .map(|il| arch::load_layer(l, il, cfg))
         .collect::<Result<Vec<_>, _>>()?;
+    let ple = arch::gemma4::PleInput::load(l, cfg)?;
     Ok(Weights {
+        ple,
         tok_embd,
         output_norm,
         output_norm_b,
@@ -249,6 +253,9 @@ impl Model {
         for l in &self.w.layers {
             total += l.active_bytes(&self.cfg);
         }
+        if let Some(p) = &self.w.ple {
+            total += p.bytes_per_token();
+        }
         total
     }
 
@@ -272,6 +279,9 @@ impl Model {
         for l in &self.w.layers {
             l.for_each_weight(&mut add);
         }
+        if let Some(p) = &self.w.ple {
+            p.for_each_weight(&mut add);
+        }
         if levels.len() == 1 {
             return levels[0].0.to_string();
         }
@@ -294,7 +304,7 @@ impl Model {
 
     /// A fresh KV cache of `n_ctx` positions for this model.
     pub fn new_kv_cache(&self, n_ctx: usize, kv_type: KvType) -> Result<KvCache> {
-        let windows: Vec<Option<usize>> = (0..self.cfg.n_layer)
+        let windows: Vec<Option<usize>> = (0..self.cfg.n_layer_kv)
             .map(|il| self.cfg.is_swa(il).then_some(self.cfg.sliding_window))
             .collect();
         KvCache::new(n_ctx, kv_type, &windows, &self.cfg.kv_widths())
@@ -640,19 +650,32 @@ impl Model {
         // RoPE factors depend on the context size (phi3), which may differ between caches;
         // sequences of one micro-batch share the first one's.
         let n_ctx = seqs.first().map_or(0, |s| s.1.n_ctx);
+        let per_layer_inp = match &self.w.ple {
+            Some(p) => {
+                let tokens: Vec<u32> = seqs.iter().flat_map(|s| s.0.iter().copied()).collect();
+                Some(p.compute(cfg, &tokens, &x, &mm)?)
+            }
+            None => None,
+        };
         let batch = Batch {
             pos: &pos,
             segments: &segments,
             rope_factors: self.rope_factors(n_ctx),
             mm,
+            per_layer_inp: per_layer_inp.as_deref(),
         };
         for (il, layer) in self.w.layers.iter().enumerate() {
+            // Layers past `n_layer_kv` attend over an earlier layer's cache, already trimmed
+            // for this batch.
+            let kv_il = cfg.kv_layer(il);
             let mut caches: Vec<&mut LayerKv> = seqs
                 .iter_mut()
                 .zip(&segments)
                 .map(|((_, kv, _), seg)| {
-                    let cache = &mut kv.layers[il];
-                    cache.evict_for(pos[seg.start]);
+                    let cache = &mut kv.layers[kv_il];
+                    if kv_il == il {
+                        cache.evict_for(pos[seg.start]);
+                    }
                     cache
                 })
                 .collect();

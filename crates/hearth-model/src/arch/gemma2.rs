@@ -50,5 +50,6 @@ pub(crate) fn load_layer(
         ffn_post_norm: Some(l.vector(&blk(il, "post_ffw_norm.weight"), e)?),
         moe_branch: None,
         out_scale: None,
+        ple: None,
     })
 }

@@ -53,6 +53,7 @@ pub(crate) fn load_layer(
         ffn_post_norm: Some(l.vector(&blk(il, "post_ffw_norm.weight"), e)?),
         moe_branch: None,
         out_scale: None,
+        ple: None,
     })
 }
 

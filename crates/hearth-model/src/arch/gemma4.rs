@@ -6,8 +6,10 @@
 //! feed-forward beside routed experts whose router reads its own normalized, scaled input.
 //! Every layer's output may be scaled (`layer_output_scale`); the logits are soft-capped.
 //!
-//! Not supported (refused when the file asks for them): shared-KV layers and per-layer token
-//! embeddings (the E2B/E4B models).
+//! The E2B/E4B models add shared-KV layers (the last layers attend over an earlier layer's
+//! cache, [`ModelConfig::kv_layer`]) and per-layer token embeddings ([`PleInput`],
+//! [`LayerPle`]): a second embedding table gives every token a small vector per layer, mixed
+//! with a projection of the embeddings, which each layer gates into its output.
 
 use crate::config::{Keys, LayerDims, ModelConfig};
 use crate::error::{ConfigError, Result};
@@ -15,7 +17,7 @@ use crate::kv_cache::LayerKv;
 use crate::layer::{attention_block, blk, Act, AttnSpec, Batch, Ffn, Layer, Loader, Qkv};
 use crate::model::keep_rows;
 use crate::moe::Moe;
-use crate::ops::{self, Weight};
+use crate::ops::{self, Mm, Weight};
 
 /// The routed experts of an expert layer and the norms around them.
 pub(crate) struct MoeBranch {
@@ -30,6 +32,95 @@ pub(crate) struct MoeBranch {
     /// `post_ffw_norm_2`: norm of the experts' output.
     post_norm_moe: Vec<f32>,
     pub(crate) moe: Moe,
+}
+
+/// The model-level part of the per-layer token embeddings (llama.cpp's
+/// `build_inp_per_layer` and `project_per_layer_inputs`).
+pub(crate) struct PleInput {
+    /// `per_layer_token_embd`: per token, `n_layer` vectors of `n_embd_per_layer`.
+    tok_embd: Weight,
+    /// `per_layer_model_proj`: the scaled embeddings projected to the same shape.
+    model_proj: Weight,
+    /// `per_layer_proj_norm`: RMS norm weights of each projected vector.
+    proj_norm: Vec<f32>,
+}
+
+impl PleInput {
+    /// The tensors, if the model has per-layer embeddings.
+    pub(crate) fn load(l: &Loader<'_>, cfg: &ModelConfig) -> Result<Option<PleInput>, ConfigError> {
+        let n = cfg.n_embd_per_layer;
+        if n == 0 {
+            return Ok(None);
+        }
+        let width = n
+            .checked_mul(cfg.n_layer)
+            .ok_or_else(|| ConfigError::BadValue {
+                key: "gemma4.embedding_length_per_layer_input".into(),
+                reason: format!("{n} x {} layers overflows", cfg.n_layer),
+            })?;
+        Ok(Some(PleInput {
+            tok_embd: l.matrix("per_layer_token_embd.weight", width, cfg.n_vocab)?,
+            model_proj: l.matrix("per_layer_model_proj.weight", cfg.n_embd, width)?,
+            proj_norm: l.vector("per_layer_proj_norm.weight", n)?,
+        }))
+    }
+
+    /// Every layer's input for `tokens` whose scaled embeddings are `x`:
+    /// `(rms_norm(proj(x) / sqrt(n_embd)) + embd_pl(token) * sqrt(n_pl)) / sqrt(2)`, as
+    /// `[n][n_layer][n_pl]`.
+    pub(crate) fn compute(
+        &self,
+        cfg: &ModelConfig,
+        tokens: &[u32],
+        x: &[f32],
+        mm: &Mm<'_>,
+    ) -> Result<Vec<f32>> {
+        let n = tokens.len();
+        let n_pl = cfg.n_embd_per_layer;
+        let width = n_pl * cfg.n_layer;
+        let mut proj = vec![0.0f32; n * width];
+        mm.matmul(&self.model_proj, x, n, &mut proj)?;
+        ops::scale_inplace(&mut proj, 1.0 / (cfg.n_embd as f32).sqrt());
+        ops::rms_norm_inplace(&mut proj, &self.proj_norm, cfg.rms_eps);
+        let (embd_scale, inp_scale) = ((n_pl as f32).sqrt(), 1.0 / 2.0f32.sqrt());
+        let mut sel = vec![0.0f32; width];
+        for (row, &t) in proj.chunks_exact_mut(width).zip(tokens) {
+            self.tok_embd.dequantize_row(t as usize, &mut sel)?;
+            for (p, &e) in row.iter_mut().zip(&sel) {
+                *p = (*p + e * embd_scale) * inp_scale;
+            }
+        }
+        Ok(proj)
+    }
+
+    pub(crate) fn for_each_weight(&self, f: &mut impl FnMut(&Weight)) {
+        f(&self.tok_embd);
+        f(&self.model_proj);
+    }
+
+    /// Bytes a token reads: one row of the table and the whole projection.
+    pub(crate) fn bytes_per_token(&self) -> u64 {
+        let row = self.tok_embd.n_bytes() / self.tok_embd.n_out().max(1);
+        (row + self.model_proj.n_bytes()) as u64
+    }
+}
+
+/// A layer's part of the per-layer embeddings: its output `h` becomes
+/// `h + rms_norm(proj(gelu(inp_gate(h)) * input_l))`.
+pub(crate) struct LayerPle {
+    /// `inp_gate`: `n_embd` to `n_embd_per_layer`.
+    inp_gate: Weight,
+    /// `proj`: `n_embd_per_layer` to `n_embd`.
+    proj: Weight,
+    /// `post_norm`.
+    post_norm: Vec<f32>,
+}
+
+impl LayerPle {
+    pub(crate) fn for_each_weight(&self, f: &mut impl FnMut(&Weight)) {
+        f(&self.inp_gate);
+        f(&self.proj);
+    }
 }
 
 pub(crate) fn configure(k: &Keys<'_>, cfg: &mut ModelConfig) -> Result<(), ConfigError> {
@@ -48,22 +139,6 @@ pub(crate) fn configure(k: &Keys<'_>, cfg: &mut ModelConfig) -> Result<(), Confi
         .f32(&k.key("final_logit_softcapping"))?
         .filter(|&c| c != 0.0);
     cfg.attn_scale = 1.0;
-    for (suffix, what) in [
-        ("attention.shared_kv_layers", "shared-KV layers"),
-        (
-            "embedding_length_per_layer_input",
-            "per-layer token embeddings",
-        ),
-    ] {
-        let key = k.key(suffix);
-        if k.opt_usize(&key)?.unwrap_or(0) != 0 {
-            return Err(ConfigError::BadValue {
-                key,
-                reason: format!("{what} (gemma4 E2B/E4B) are not supported yet"),
-            });
-        }
-    }
-
     // Per-layer sizes: full-attention layers use `key_length` / `rope.dimension_count`,
     // sliding-window layers the `_swa` keys (defaulting to the full ones).
     let head_full = cfg.head_dim_k;
@@ -125,6 +200,44 @@ pub(crate) fn configure(k: &Keys<'_>, cfg: &mut ModelConfig) -> Result<(), Confi
         });
     }
     cfg.per_layer = Some(dims);
+
+    // Shared-KV layers: the last `shared_kv_layers` attend over the cache of the last
+    // earlier layer of their kind, which must have their sizes.
+    let shared_key = k.key("attention.shared_kv_layers");
+    let shared = k.opt_usize(&shared_key)?.unwrap_or(0);
+    if shared > 0 {
+        let n_kv = n_layer
+            .checked_sub(shared)
+            .filter(|&n| n >= 2)
+            .ok_or_else(|| ConfigError::BadValue {
+                key: shared_key.clone(),
+                reason: format!("{shared} of {n_layer} layers (at least 2 must have a cache)"),
+            })?;
+        cfg.n_layer_kv = n_kv;
+        if !cfg.is_swa(n_kv - 2) || cfg.is_swa(n_kv - 1) {
+            return Err(ConfigError::BadValue {
+                key: shared_key,
+                reason:
+                    "the last two layers with a cache must be a sliding-window and a global one"
+                        .into(),
+            });
+        }
+        for il in n_kv..n_layer {
+            let (a, b) = (cfg.for_layer(il), cfg.for_layer(cfg.kv_layer(il)));
+            if (a.n_head_kv, a.head_dim_k) != (b.n_head_kv, b.head_dim_k) {
+                return Err(ConfigError::PerLayer {
+                    key: k.key("attention.head_count_kv"),
+                    reason: format!(
+                        "layer {il} shares layer {}'s cache but not its KV heads and head size",
+                        cfg.kv_layer(il)
+                    ),
+                });
+            }
+        }
+    }
+    cfg.n_embd_per_layer = k
+        .opt_usize(&k.key("embedding_length_per_layer_input"))?
+        .unwrap_or(0);
     Ok(())
 }
 
@@ -169,12 +282,28 @@ pub(crate) fn load_layer(
             moe: Moe::load(l, il, cfg, false)?,
         })),
     };
+    let ple = match cfg.n_embd_per_layer {
+        0 => None,
+        n => Some(Box::new(LayerPle {
+            inp_gate: l.matrix(&blk(il, "inp_gate.weight"), e, n)?,
+            proj: l.matrix(&blk(il, "proj.weight"), n, e)?,
+            post_norm: l.vector(&blk(il, "post_norm.weight"), e)?,
+        })),
+    };
+    // Layers past `n_layer_kv` reuse an earlier layer's cache: no K/V of their own.
+    let shared = il >= cfg.n_layer_kv;
     Ok(Layer {
         attn_norm: l.vector(&blk(il, "attn_norm.weight"), e)?,
         attn_norm_b: None,
-        qkv: Qkv::load(l, il, cfg)?,
+        qkv: match shared {
+            true => Qkv::load_q(l, il, cfg)?,
+            false => Qkv::load(l, il, cfg)?,
+        },
         q_norm: Some(l.vector(&blk(il, "attn_q_norm.weight"), hd)?),
-        k_norm: Some(l.vector(&blk(il, "attn_k_norm.weight"), hd)?),
+        k_norm: match shared {
+            true => None,
+            false => Some(l.vector(&blk(il, "attn_k_norm.weight"), hd)?),
+        },
         wo: l.matrix(&blk(il, "attn_output.weight"), cfg.n_embd_q(), e)?,
         bo: None,
         attn_post_norm: Some(l.vector(&blk(il, "post_attention_norm.weight"), e)?),
@@ -184,6 +313,7 @@ pub(crate) fn load_layer(
         ffn_post_norm: Some(l.vector(&blk(il, "post_ffw_norm.weight"), e)?),
         moe_branch,
         out_scale,
+        ple,
     })
 }
 
@@ -250,6 +380,25 @@ pub(crate) fn forward_layer(
     };
     let mut out = norm_opt(ffn_out, layer.ffn_post_norm.as_deref(), eps);
     ops::add_inplace(&mut out, &attn_out);
+    if let (Some(p), Some(inp)) = (&layer.ple, batch.per_layer_inp) {
+        // This layer's input of every kept row.
+        let n_pl = cfg.n_embd_per_layer;
+        let n_all = batch.pos.len();
+        let rows: Vec<usize> = keep.map_or_else(|| (0..n_all).collect(), <[usize]>::to_vec);
+        let mut inp_l = Vec::with_capacity(n * n_pl);
+        for &r in &rows {
+            let at = (r * cfg.n_layer + il) * n_pl;
+            inp_l.extend_from_slice(&inp[at..at + n_pl]);
+        }
+        let mut gate = vec![0.0f32; n * n_pl];
+        batch.mm.matmul(&p.inp_gate, &out, n, &mut gate)?;
+        let mut g = vec![0.0f32; n * n_pl];
+        ops::geglu(&gate, &inp_l, &mut g);
+        let mut proj = vec![0.0f32; n * e];
+        batch.mm.matmul(&p.proj, &g, n, &mut proj)?;
+        ops::rms_norm_inplace(&mut proj, &p.post_norm, eps);
+        ops::add_inplace(&mut out, &proj);
+    }
     if let Some(s) = layer.out_scale {
         ops::scale_inplace(&mut out, s);
     }

@@ -41,6 +41,7 @@ pub(crate) fn load_layer(
         ffn_post_norm: None,
         moe_branch: None,
         out_scale: None,
+        ple: None,
     })
 }
 
