@@ -5,6 +5,8 @@
 
 mod tiny;
 
+use std::path::Path;
+
 use hearth_gguf::Value;
 use hearth_model::{Arch, ConfigError, ModelConfig, ModelError};
 use tiny::Tiny;
@@ -237,6 +239,38 @@ fn bad_expert_metadata_is_refused() {
     // Plausible counts, but the file has dense feed-forward tensors only.
     match with(4, 2) {
         ConfigError::MissingTensor { name } => assert_eq!(name, "blk.0.ffn_gate_inp.weight"),
+        e => panic!("unexpected {e:?}"),
+    }
+}
+
+/// gemma4's E2B/E4B keys on shared/reference's dense gemma4 (2 layers, the first
+/// sliding-window): shared-KV layers that leave fewer than two layers with a cache, or more
+/// than the model has, and per-layer embeddings without their tensors, are typed errors.
+#[test]
+fn bad_gemma4_e2b_metadata_is_refused() {
+    let path = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/reference/synthetic/gemma4/gemma4-f16.gguf"
+    ));
+    let bytes = std::fs::read(path).expect("shared/reference's synthetic gemma4");
+    let base = hearth_gguf::GgufFile::parse(&bytes).unwrap();
+    assert_eq!(ModelConfig::from_gguf(&base).unwrap().n_layer_kv, 2);
+    for shared in [1u32, 2, 7, u32::MAX] {
+        let mut f = base.clone();
+        f.metadata
+            .set("gemma4.attention.shared_kv_layers", Value::U32(shared));
+        match ModelConfig::from_gguf(&f).unwrap_err() {
+            ConfigError::BadValue { key, .. } => {
+                assert_eq!(key, "gemma4.attention.shared_kv_layers", "{shared}")
+            }
+            e => panic!("{shared}: unexpected {e:?}"),
+        }
+    }
+    let mut f = base.clone();
+    f.metadata
+        .set("gemma4.embedding_length_per_layer_input", Value::U32(16));
+    match ModelConfig::from_gguf(&f).unwrap_err() {
+        ConfigError::MissingTensor { name } => assert!(name.contains("inp_gate"), "{name}"),
         e => panic!("unexpected {e:?}"),
     }
 }
