@@ -18,7 +18,6 @@ pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
     use crate::matmul::act::Acts;
-    use crate::matmul::group::avx2_k4::bsum_pairs;
     use crate::matmul::kgroup::{K5_BYTES, KVALUES_U8, XS_BYTES};
     use crate::matmul::tile_k6::Q6K_BYTES;
     use crate::matmul::x86_avx2::{f16c, k4_scales_mins, ld128};
@@ -74,16 +73,25 @@ pub(crate) mod avx512 {
         )
     }
 
+    /// Token `t`'s bsums added in pairs (one i16 per 32-value sub-block, `nb * 8`).
+    pub(crate) fn bsum_pairs_row(acts: &Acts<'_>, t: usize) -> Vec<i16> {
+        acts.bsums_row(t)
+            .chunks_exact(2)
+            .map(|p| p[0].saturating_add(p[1]))
+            .collect()
+    }
+
     /// One Q4_K row read in place against token `t` (bit-identical to
     /// [`crate::matmul::tile::k4_row_dot_scalar`]).
     ///
     /// # Safety
     /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `row` must hold the
     /// blocks of `acts`' rows; token `t` must exist.
+    #[cfg(test)]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     pub(crate) unsafe fn k4_row_dot(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
         // SAFETY: forwarded.
-        unsafe { k45_row_dot::<false>(row, acts, t) }
+        unsafe { k45_row_dot::<false>(row, acts, t, &bsum_pairs_row(acts, t)) }
     }
 
     /// One Q5_K row read in place against token `t` (bit-identical to
@@ -94,20 +102,26 @@ pub(crate) mod avx512 {
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     pub(crate) unsafe fn k5_row_dot(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
         // SAFETY: forwarded.
-        unsafe { k45_row_dot::<true>(row, acts, t) }
+        unsafe { k45_row_dot::<true>(row, acts, t, &bsum_pairs_row(acts, t)) }
     }
 
-    /// [`k4_row_dot`] (`Q5` false) or [`k5_row_dot`]: Q5_K's values 0..32 keep the sums
-    /// of four products within 16 bits (`4 * 31 * 128`), so both pack them the same way.
+    /// [`k4_row_dot`] (`Q5` false) or [`k5_row_dot`], with token `t`'s bsum pairs
+    /// ([`bsum_pairs_row`]) computed once for all rows. Q5_K's values 0..32 keep the sums of
+    /// four products within 16 bits (`4 * 31 * 128`), so both pack them the same way.
     ///
     /// # Safety
-    /// As [`k4_row_dot`].
+    /// As [`k4_row_dot`]; `pairs` must be token `t`'s bsum pairs.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn k45_row_dot<const Q5: bool>(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
-        let (qa, da, bs) = (acts.qs_row(t), acts.d_row(t), acts.bsums_row(t));
+    pub(crate) unsafe fn k45_row_dot<const Q5: bool>(
+        row: &[u8],
+        acts: &Acts<'_>,
+        t: usize,
+        pairs: &[i16],
+    ) -> f32 {
+        let (qa, da) = (acts.qs_row(t), acts.d_row(t));
         let nb = da.len();
         let (bb, qs0) = if Q5 { (K5_BYTES, 48) } else { (144, 16) };
-        assert!(qa.len() >= nb * 256 && bs.len() >= nb * 16 && row.len() >= nb * bb);
+        assert!(qa.len() >= nb * 256 && pairs.len() >= nb * 8 && row.len() >= nb * bb);
         let m4 = _mm512_set1_epi8(0x0f);
         let one = _mm512_set1_epi8(1);
         // The low nibbles of 32 bytes in the lower half, the high ones in the upper.
@@ -151,17 +165,26 @@ pub(crate) mod avx512 {
                 _mm512_packs_epi32(p[2], p[3]),
                 _mm512_permutexvar_epi16(idx1, msz),
             );
-            let i1 = _mm512_reduce_add_epi32(v);
-            let m = _mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), bsum_pairs(&bs[16 * b..]));
-            let m = _mm_add_epi32(m, _mm_shuffle_epi32::<0b01_00_11_10>(m));
-            let i2 = _mm_cvtsi128_si32(_mm_add_epi32(m, _mm_shuffle_epi32::<0b10_11_00_01>(m)));
-            let d = f16c(u16::from_le_bytes([x[0], x[1]]));
-            let dm = f16c(u16::from_le_bytes([x[2], x[3]]));
+            // SAFETY: 8 pairs at 8b (length asserted above).
+            let bp = unsafe { _mm_loadu_si128(pairs.as_ptr().add(8 * b) as *const __m128i) };
+            let m = _mm_madd_epi16(_mm256_extracti128_si256::<1>(ms), bp);
+            // I1 (the 16 lanes of v) and I2 (the 4 of m) reduced together.
+            let v = _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+            let v = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+            let s = _mm_add_epi32(_mm_unpacklo_epi64(v, m), _mm_unpackhi_epi64(v, m));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+            let (i1, i2) = (_mm_cvtsi128_si32(s), _mm_extract_epi32::<2>(s));
+            // d and dmin (lanes 0 and 1), times the token's scale.
+            let dd = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([
+                x[0], x[1], x[2], x[3],
+            ])));
+            let dy = _mm_mul_ps(dd, _mm_set1_ps(yd));
+            let (dy, dmy) = (_mm_cvtss_f32(dy), _mm_cvtss_f32(_mm_movehdup_ps(dy)));
             if Q5 {
-                acc += yd * d * i1 as f32 - yd * dm * i2 as f32;
+                acc += dy * i1 as f32 - dmy * i2 as f32;
             } else {
-                acc = (d * yd).mul_add(i1 as f32, acc);
-                acc = (-(dm * yd)).mul_add(i2 as f32, acc);
+                acc = dy.mul_add(i1 as f32, acc);
+                acc = (-dmy).mul_add(i2 as f32, acc);
             }
         }
         acc

@@ -642,8 +642,16 @@ fn tile_rows(
                 }
                 _ => vec![Vec::new(); n_tokens],
             };
+            // The tokens' bsum pairs, for the VNNI Q4_K/Q5_K kernels.
+            let pairs: Vec<Vec<i16>> = match kind {
+                GroupKind::Q4K | GroupKind::Q5K if wide => (0..n_tokens)
+                    .map(|t| direct512::avx512::bsum_pairs_row(acts, t))
+                    .collect(),
+                _ => vec![Vec::new(); n_tokens],
+            };
             // SAFETY: the matrix's level (checked against the CPU) is at least AVX2; each
-            // row holds nb blocks; the tokens exist; `asums` holds their block sums.
+            // row holds nb blocks; the tokens exist; `asums` holds their block sums, `pairs`
+            // their bsum pairs.
             // With AVX-512 VNNI (`wide`) the rows run its kernels.
             direct_rows(out, n_rows, r0, r1, &row, n_tokens, |row, t| unsafe {
                 match (kind, wide) {
@@ -653,11 +661,15 @@ fn tile_rows(
                     (GroupKind::Q8, false) => {
                         group::avx2::row_dot_direct(w.ty, row, acts, t, &asums[t])
                     }
-                    (GroupKind::Q4K, true) => direct512::avx512::k4_row_dot(row, acts, t),
+                    (GroupKind::Q4K, true) => {
+                        direct512::avx512::k45_row_dot::<false>(row, acts, t, &pairs[t])
+                    }
                     (GroupKind::Q4K, false) => group::avx2_k4::k4_row_dot_direct(row, acts, t),
                     (GroupKind::Q6K, true) => direct512::avx512::k6_row_dot(row, acts, t),
                     (GroupKind::Q6K, false) => tile_k6::avx2::k6_row_dot_direct(row, acts, t),
-                    (GroupKind::Q5K, true) => direct512::avx512::k5_row_dot(row, acts, t),
+                    (GroupKind::Q5K, true) => {
+                        direct512::avx512::k45_row_dot::<true>(row, acts, t, &pairs[t])
+                    }
                     (GroupKind::Iq4Xs, true) => direct512::avx512::xs_row_dot(row, acts, t),
                     // AVX-512 only (`group_kind`).
                     (GroupKind::Q5K | GroupKind::Iq4Xs, false) => {

@@ -158,22 +158,25 @@ pub(crate) fn srl16(v: __m256i, n: u32) -> __m256i {
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) fn k4_scales_mins(s: &[u8; 12]) -> __m256i {
-    const KMASK1: u32 = 0x3f3f_3f3f;
-    const KMASK2: u32 = 0x0f0f_0f0f;
-    const KMASK3: u32 = 0x0303_0303;
-    let u0 = u32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-    let u1 = u32::from_le_bytes([s[4], s[5], s[6], s[7]]);
-    let u2 = u32::from_le_bytes([s[8], s[9], s[10], s[11]]);
-    let m_hi = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
-    let m_lo = u1 & KMASK1;
-    let sc_hi = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
-    let sc_lo = u0 & KMASK1;
-    _mm256_cvtepu8_epi16(_mm_setr_epi32(
-        sc_lo as i32,
-        sc_hi as i32,
-        m_lo as i32,
-        m_hi as i32,
-    ))
+    const KMASK1: i32 = 0x3f3f_3f3f;
+    const KMASK2: i32 = 0x0f0f_0f0f;
+    const KMASK3_4: i32 = 0x3030_3030;
+    // SAFETY: bytes 0..8 of `s`.
+    let u01 = unsafe { _mm_loadl_epi64(s.as_ptr() as *const __m128i) };
+    let v = _mm_insert_epi32::<2>(u01, i32::from_le_bytes([s[8], s[9], s[10], s[11]]));
+    // Lanes (sc_lo, sc_hi, m_lo, m_hi): u0 & K1, u2 & K2 | (u0 >> 6 & 3) << 4, u1 & K1,
+    // u2 >> 4 & K2 | (u1 >> 6 & 3) << 4 (per byte; `(u >> 6 & 3) << 4` is `u >> 2 & 0x30`).
+    let a = _mm_shuffle_epi32::<0b10_01_10_00>(v);
+    let low = _mm_and_si128(
+        _mm_srlv_epi32(a, _mm_setr_epi32(0, 0, 0, 4)),
+        _mm_setr_epi32(KMASK1, KMASK2, KMASK1, KMASK2),
+    );
+    let b = _mm_shuffle_epi32::<0b01_01_00_00>(v);
+    let high = _mm_and_si128(
+        _mm_srli_epi32::<2>(b),
+        _mm_setr_epi32(0, KMASK3_4, 0, KMASK3_4),
+    );
+    _mm256_cvtepu8_epi16(_mm_or_si128(low, high))
 }
 
 /// Q3_K's 16 6-bit scales minus 32, as i8 (ggml's unpacking).
