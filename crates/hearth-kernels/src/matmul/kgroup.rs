@@ -1,5 +1,5 @@
 //! Q5_K and IQ4_XS rows unpacked into Q4_K's row groups ([`K4Group`]) for the AVX-512 VNNI
-//! tile kernels ([`super::tile512::avx512::k5_group_tile`], [`xs_group_tile`]), and IQ4_XS's
+//! tile kernel ([`super::tile512::avx512::k_group_tile`]), and IQ4_XS's
 //! table for them and the one-row kernel ([`super::direct512::avx512::xs_row_dot`]).
 //!
 //! Q5_K is Q4_K with a fifth bit per value (`qh`, bit g of byte l for value l of sub-block
@@ -7,7 +7,6 @@
 //! ([`super::scalar::vec_dot_q5_k_q8_k_scalar`]) finishes each super-block as
 //! `acc + ((d_a * d) * I1 - (d_a * dmin) * I2)`.
 //!
-//! [`xs_group_tile`]: super::tile512::avx512::xs_group_tile
 //! [`K4Group`]: super::tile::K4Group
 //!
 //! An IQ4_XS super-block holds 256 values in eight sub-blocks of 32: an f16 scale `d`, a

@@ -690,7 +690,12 @@ fn tile_rows(
         let mut q8: [group::GroupScratch; 2] = Default::default();
         let mut k4: [tile::K4Group; 2] = Default::default();
         let mut k6: [tile_k6::K6Group; 2] = Default::default();
-        let mut res = [[0.0f32; tile512::ROWS]; TILE];
+        let mut res2 = [[[0.0f32; tile512::ROWS]; TILE]; 2];
+        // The VNNI kernels of the K types take two tiles (eight tokens) per call.
+        let per_call = match kind {
+            GroupKind::Q4K | GroupKind::Q5K | GroupKind::Iq4Xs if wide => 2,
+            _ => 1,
+        };
         let bsums = matches!(kind, GroupKind::Q4K | GroupKind::Q5K | GroupKind::Iq4Xs);
         let asums = kind == GroupKind::Q8 && off != 0;
         for tb in (0..n_tokens).step_by(TILE_TOKEN_BLOCK) {
@@ -741,45 +746,37 @@ fn tile_rows(
                 prefetch(&data[g1 * rb..(g1 + step).min(r1).max(g1) * rb]);
                 // A lone group is passed twice (the second half's results are dropped).
                 let second = n_groups - 1;
-                for (prep, &(t0, nt)) in preps.iter().zip(&tiles) {
-                    // SAFETY: as above, and the level is AVX-512 (VNNI) when `wide`; `prep`
-                    // was prepared from `acts` (with the bsum pairs for Q4_K, the block sums
-                    // for the offset types).
+                for (pc, tc) in preps.chunks(per_call).zip(tiles.chunks(per_call)) {
+                    let prep = &pc[0];
+                    let res = &mut res2[0];
+                    // SAFETY: as above, and the level is AVX-512 (VNNI) when `wide`; `pc`
+                    // was prepared from `acts` (with the bsum pairs for the K types, the
+                    // block sums for the offset types).
                     unsafe {
                         if wide {
                             use tile512::avx512;
-                            match kind {
-                                GroupKind::Q8 => avx512::q8_group_tile(
-                                    w.ty,
-                                    [&q8[0], &q8[second]],
-                                    acts,
-                                    prep,
-                                    &mut res,
-                                ),
-                                GroupKind::Q4K => avx512::k4_group_tile(
-                                    [&k4[0], &k4[second]],
-                                    acts,
-                                    prep,
-                                    &mut res,
-                                ),
-                                GroupKind::Q6K => avx512::k6_group_tile(
-                                    [&k6[0], &k6[second]],
-                                    acts,
-                                    prep,
-                                    &mut res,
-                                ),
-                                GroupKind::Q5K => avx512::k5_group_tile(
-                                    [&k4[0], &k4[second]],
-                                    acts,
-                                    prep,
-                                    &mut res,
-                                ),
-                                GroupKind::Iq4Xs => avx512::xs_group_tile(
-                                    [&k4[0], &k4[second]],
-                                    acts,
-                                    prep,
-                                    &mut res,
-                                ),
+                            let k = |fin| (fin, [&k4[0], &k4[second]]);
+                            let kt = match kind {
+                                GroupKind::Q8 => {
+                                    avx512::q8_group_tile(
+                                        w.ty,
+                                        [&q8[0], &q8[second]],
+                                        acts,
+                                        prep,
+                                        res,
+                                    );
+                                    None
+                                }
+                                GroupKind::Q6K => {
+                                    avx512::k6_group_tile([&k6[0], &k6[second]], acts, prep, res);
+                                    None
+                                }
+                                GroupKind::Q4K => Some(k(avx512::Finish::Q4K)),
+                                GroupKind::Q5K => Some(k(avx512::Finish::Q5K)),
+                                GroupKind::Iq4Xs => Some(k(avx512::Finish::Iq4Xs)),
+                            };
+                            if let Some((fin, groups)) = kt {
+                                avx512::k_group_tile(fin, groups, acts, pc, &mut res2[..pc.len()]);
                             }
                         } else {
                             let mut r8 = [[0.0f32; GROUP]; TILE];
@@ -808,10 +805,12 @@ fn tile_rows(
                             }
                         }
                     }
-                    for (j, rj) in res[..nt].iter().enumerate() {
-                        // SAFETY: rows g0..g1 are in the caller's range alone.
-                        let dst = unsafe { out.slice((t0 + j) * n_rows + g0, g1 - g0) };
-                        dst.copy_from_slice(&rj[..g1 - g0]);
+                    for (res, &(t0, nt)) in res2.iter().zip(tc) {
+                        for (j, rj) in res[..nt].iter().enumerate() {
+                            // SAFETY: rows g0..g1 are in the caller's range alone.
+                            let dst = unsafe { out.slice((t0 + j) * n_rows + g0, g1 - g0) };
+                            dst.copy_from_slice(&rj[..g1 - g0]);
+                        }
                     }
                 }
             }

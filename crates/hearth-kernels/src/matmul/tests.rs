@@ -656,63 +656,77 @@ fn vnni_tile_kernels_match_their_scalar_twins_bit_for_bit() {
                                 }
                             }
                         }
-                        for t0 in (0..n_tokens).step_by(TILE) {
-                            let nt = TILE.min(n_tokens - t0);
-                            let mut prep = TilePrep::default();
-                            let q8k = matches!(
-                                ty,
-                                GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K | GgmlType::IQ4_XS
-                            );
-                            let pairs =
-                                matches!(ty, GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::IQ4_XS);
-                            prep.prepare(&acts, t0, nt, pairs, !q8k);
-                            let mut got = [[0.0f32; ROWS]; TILE];
-                            // SAFETY: AVX-512 VNNI is supported by this CPU; `prep` has the
-                            // bsum pairs (Q4_K, Q5_K, IQ4_XS) or block sums (the 32-value types).
+                        let q8k = matches!(
+                            ty,
+                            GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K | GgmlType::IQ4_XS
+                        );
+                        let fin = match ty {
+                            GgmlType::Q4_K => Some(avx512::Finish::Q4K),
+                            GgmlType::Q5_K => Some(avx512::Finish::Q5K),
+                            GgmlType::IQ4_XS => Some(avx512::Finish::Iq4Xs),
+                            _ => None,
+                        };
+                        let tiles: Vec<(usize, usize)> = (0..n_tokens)
+                            .step_by(TILE)
+                            .map(|t0| (t0, TILE.min(n_tokens - t0)))
+                            .collect();
+                        // One tile per call, and for the K types also two (eight tokens).
+                        let mut calls: Vec<Vec<usize>> =
+                            (0..tiles.len()).map(|i| vec![i]).collect();
+                        if fin.is_some() {
+                            calls.push(vec![0, 1]);
+                        }
+                        for call in calls {
+                            let preps: Vec<TilePrep> = call
+                                .iter()
+                                .map(|&i| {
+                                    let (t0, nt) = tiles[i];
+                                    let mut prep = TilePrep::default();
+                                    prep.prepare(&acts, t0, nt, fin.is_some(), !q8k);
+                                    prep
+                                })
+                                .collect();
+                            let mut got = vec![[[0.0f32; ROWS]; TILE]; call.len()];
+                            // SAFETY: AVX-512 VNNI is supported by this CPU; the preps have
+                            // the bsum pairs (K types) or block sums (the 32-value types).
                             unsafe {
-                                match ty {
-                                    GgmlType::Q4_K => avx512::k4_group_tile(
+                                match (ty, fin) {
+                                    (_, Some(fin)) => avx512::k_group_tile(
+                                        fin,
                                         [&k4[0], &k4[second]],
                                         &acts,
-                                        &prep,
+                                        &preps,
                                         &mut got,
                                     ),
-                                    GgmlType::Q6_K => avx512::k6_group_tile(
+                                    (GgmlType::Q6_K, _) => avx512::k6_group_tile(
                                         [&k6[0], &k6[second]],
                                         &acts,
-                                        &prep,
-                                        &mut got,
-                                    ),
-                                    GgmlType::Q5_K => avx512::k5_group_tile(
-                                        [&k4[0], &k4[second]],
-                                        &acts,
-                                        &prep,
-                                        &mut got,
-                                    ),
-                                    GgmlType::IQ4_XS => avx512::xs_group_tile(
-                                        [&k4[0], &k4[second]],
-                                        &acts,
-                                        &prep,
-                                        &mut got,
+                                        &preps[0],
+                                        &mut got[0],
                                     ),
                                     _ => avx512::q8_group_tile(
                                         ty,
                                         [&q8[0], &q8[second]],
                                         &acts,
-                                        &prep,
-                                        &mut got,
+                                        &preps[0],
+                                        &mut got[0],
                                     ),
                                 }
                             }
-                            for (j, got) in got[..nt].iter().enumerate() {
-                                let want: Vec<f32> =
-                                    all[..n_rows].iter().map(|row| twin(row, t0 + j)).collect();
-                                assert_eq!(
-                                    bits(&got[..n_rows]),
-                                    bits(&want),
-                                    "{ty} ne0 {ne0} raw {raw}: token {}, {n_rows} rows",
-                                    t0 + j
-                                );
+                            for (got, &i) in got.iter().zip(&call) {
+                                let (t0, nt) = tiles[i];
+                                for (j, got) in got[..nt].iter().enumerate() {
+                                    let want: Vec<f32> =
+                                        all[..n_rows].iter().map(|row| twin(row, t0 + j)).collect();
+                                    assert_eq!(
+                                        bits(&got[..n_rows]),
+                                        bits(&want),
+                                        "{ty} ne0 {ne0} raw {raw}: token {}, {n_rows} rows, \
+                                         {} tiles per call",
+                                        t0 + j,
+                                        call.len()
+                                    );
+                                }
                             }
                         }
                     }

@@ -172,84 +172,73 @@ pub(crate) mod avx512 {
         store(&sums, out);
     }
 
-    /// How the super-block sums of [`k_tile`] become floats, as the type's scalar twin does.
+    /// Which type [`k_group_tile`] multiplies (rows unpacked into [`K4Group`]s), and how
+    /// its super-block sums become floats, as the type's scalar twin does.
     #[derive(Clone, Copy, PartialEq, Eq)]
-    enum Finish {
-        /// Q4_K: `acc = fma(d * d_a, I1, acc)`, then `acc = fma(-(dmin * d_a), I2, acc)`.
+    pub(crate) enum Finish {
+        /// Q4_K ([`crate::matmul::tile::avx2::k4_unpack_group`], twin
+        /// [`crate::matmul::tile::k4_row_dot_scalar`]): `acc = fma(d * d_a, I1, acc)`, then
+        /// `acc = fma(-(dmin * d_a), I2, acc)`.
         Q4K,
-        /// Q5_K: `acc = acc + ((d_a * d) * I1 - (d_a * dmin) * I2)`.
+        /// Q5_K ([`crate::matmul::kgroup::avx2::k5_unpack_group`], twin
+        /// [`crate::matmul::scalar::vec_dot_q5_k_q8_k_scalar`]):
+        /// `acc = acc + ((d_a * d) * I1 - (d_a * dmin) * I2)`.
         Q5K,
-        /// IQ4_XS (values plus 128, `mins` the scales): `acc = acc + (d_a * d) * (I1 - 128 I2)`.
+        /// IQ4_XS ([`crate::matmul::kgroup::avx2::xs_unpack_group`], twin
+        /// [`crate::matmul::scalar::vec_dot_iq4_xs_q8_k_scalar`]): the table values plus 128,
+        /// `mins` the scales: `acc = acc + (d_a * d) * (I1 - 128 I2)`.
         Iq4Xs,
     }
 
-    /// `out[j][r] = dot(row r, token prep.t[j])` for two groups of Q4_K rows unpacked by
-    /// [`crate::matmul::tile::avx2::k4_unpack_group`] (bit-identical to
-    /// [`crate::matmul::tile::k4_row_dot_scalar`] per row and token).
+    /// `outs[p][j][r] = dot(row r, token preps[p].t[j])` for two groups of rows of the type
+    /// `fin` says (bit-identical to its scalar twin per row and token): one tile of four
+    /// tokens, or two (eight tokens, each weight slice loaded once for all eight).
     ///
     /// # Safety
-    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `prep` must be prepared
-    /// from `acts` with the bsum pairs; `s` must hold rows of `acts.nb` blocks.
+    /// The CPU must support AVX-512 F/BW/VL/VNNI, AVX2, FMA and F16C; `preps` must be
+    /// prepared from `acts` with the bsum pairs; `s` must hold rows of `acts.nb` blocks
+    /// unpacked for `fin`.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(crate) unsafe fn k4_group_tile(
+    pub(crate) unsafe fn k_group_tile(
+        fin: Finish,
         s: [&K4Group; 2],
         acts: &Acts<'_>,
-        prep: &TilePrep,
-        out: &mut [[f32; ROWS]; TILE],
+        preps: &[TilePrep],
+        outs: &mut [[[f32; ROWS]; TILE]],
     ) {
         // SAFETY: forwarded.
-        unsafe { k_tile::<{ Finish::Q4K as u8 }>(s, acts, prep, out) }
+        unsafe {
+            match (fin, preps.len()) {
+                (Finish::Q4K, 2) => k_tile::<{ Finish::Q4K as u8 }, 2>(s, acts, preps, outs),
+                (Finish::Q5K, 2) => k_tile::<{ Finish::Q5K as u8 }, 2>(s, acts, preps, outs),
+                (Finish::Iq4Xs, 2) => k_tile::<{ Finish::Iq4Xs as u8 }, 2>(s, acts, preps, outs),
+                (Finish::Q4K, _) => k_tile::<{ Finish::Q4K as u8 }, 1>(s, acts, preps, outs),
+                (Finish::Q5K, _) => k_tile::<{ Finish::Q5K as u8 }, 1>(s, acts, preps, outs),
+                (Finish::Iq4Xs, _) => k_tile::<{ Finish::Iq4Xs as u8 }, 1>(s, acts, preps, outs),
+            }
+        }
     }
 
-    /// [`k4_group_tile`] for Q5_K rows unpacked by
-    /// [`crate::matmul::kgroup::avx2::k5_unpack_group`] (bit-identical to
-    /// [`crate::matmul::scalar::vec_dot_q5_k_q8_k_scalar`]).
+    /// [`k_group_tile`] for `NP` tiles (`NP * TILE` tokens): per super-block and token, the
+    /// exact `I1 = sum_g sc_g * sum_l q * a` (per sub-block, eight `vpdpbusd` of the unsigned
+    /// values with the token's values, in one chain per token for eight tokens or two for
+    /// four, multiplied by the rows' scales in 32 bits) and `I2 = sum_g m_g * bsum_g`,
+    /// finished as `FIN` ([`Finish`]) says.
     ///
     /// # Safety
-    /// As [`k4_group_tile`].
+    /// As [`k_group_tile`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(crate) unsafe fn k5_group_tile(
+    unsafe fn k_tile<const FIN: u8, const NP: usize>(
         s: [&K4Group; 2],
         acts: &Acts<'_>,
-        prep: &TilePrep,
-        out: &mut [[f32; ROWS]; TILE],
+        preps: &[TilePrep],
+        outs: &mut [[[f32; ROWS]; TILE]],
     ) {
-        // SAFETY: forwarded.
-        unsafe { k_tile::<{ Finish::Q5K as u8 }>(s, acts, prep, out) }
-    }
-
-    /// [`k4_group_tile`] for IQ4_XS rows unpacked by
-    /// [`crate::matmul::kgroup::avx2::xs_unpack_group`] (bit-identical to
-    /// [`crate::matmul::scalar::vec_dot_iq4_xs_q8_k_scalar`]): the sub-block sums of the
-    /// table values plus 128, less the offset's share `128 * sum_g sc_g * bsum_g`.
-    ///
-    /// # Safety
-    /// As [`k4_group_tile`].
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(crate) unsafe fn xs_group_tile(
-        s: [&K4Group; 2],
-        acts: &Acts<'_>,
-        prep: &TilePrep,
-        out: &mut [[f32; ROWS]; TILE],
-    ) {
-        // SAFETY: forwarded.
-        unsafe { k_tile::<{ Finish::Iq4Xs as u8 }>(s, acts, prep, out) }
-    }
-
-    /// The tile kernel of the types unpacked to [`K4Group`]s: per super-block and token,
-    /// the exact `I1 = sum_g sc_g * sum_l q * a` (per sub-block, eight `vpdpbusd` of the
-    /// unsigned values with the token's values, multiplied by the rows' scales in 32 bits)
-    /// and `I2 = sum_g m_g * bsum_g`, finished as `FIN` ([`Finish`]) says.
-    ///
-    /// # Safety
-    /// As [`k4_group_tile`].
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    unsafe fn k_tile<const FIN: u8>(
-        s: [&K4Group; 2],
-        acts: &Acts<'_>,
-        prep: &TilePrep,
-        out: &mut [[f32; ROWS]; TILE],
-    ) {
+        const MAXT: usize = 2 * TILE;
+        let nt = NP * TILE;
+        // Chains per token: eight accumulators in flight either way.
+        let ch = MAXT / nt;
+        assert!(preps.len() >= NP && outs.len() >= NP);
         let nb = acts.nb;
         let dmin = FIN != Finish::Iq4Xs as u8;
         for g in s {
@@ -261,43 +250,48 @@ pub(crate) mod avx512 {
                     && (!dmin || g.dmin.len() >= nb * GROUP)
             );
         }
-        assert!(prep.dx.len() >= nb * TILE && prep.bsp.len() >= nb * TILE * 8);
-        let qa = prep.act_ptrs(acts, nb * 256);
+        for p in &preps[..NP] {
+            assert!(p.dx.len() >= nb * TILE && p.bsp.len() >= nb * TILE * 8);
+        }
+        // Token j of the call: token j % TILE of tile j / TILE.
+        let mut qa = [std::ptr::null::<u8>(); MAXT];
+        for (p, prep) in preps[..NP].iter().enumerate() {
+            qa[p * TILE..(p + 1) * TILE].copy_from_slice(&prep.act_ptrs(acts, nb * 256));
+        }
         let (wi0, wi1) = (s[0].qi.as_ptr(), s[1].qi.as_ptr());
         let (sc0, sc1) = (s[0].sc.as_ptr() as *const u8, s[1].sc.as_ptr() as *const u8);
         let (mn0, mn1) = (
             s[0].mins.as_ptr() as *const u8,
             s[1].mins.as_ptr() as *const u8,
         );
-        let mut acc = [_mm512_setzero_ps(); TILE];
+        let mut acc = [_mm512_setzero_ps(); MAXT];
         for b in 0..nb {
-            let mut i1 = [_mm512_setzero_si512(); TILE];
+            let mut i1 = [_mm512_setzero_si512(); MAXT];
             for g in 0..8 {
                 let sb = b * 8 + g;
-                // Two chains of four `vpdpbusd` per token, added.
-                let mut s32 = [_mm512_setzero_si512(); TILE];
-                let mut hi = [_mm512_setzero_si512(); TILE];
-                for k in 0..4 {
-                    for (half, acc) in [(0, &mut s32), (4, &mut hi)] {
-                        let o = (sb * 8 + k + half) * 32;
-                        // SAFETY: 32 bytes at o < nb * 8 * GROUP * 32 in both groups.
-                        let w = unsafe { ld2(wi0.add(o), wi1.add(o)) };
-                        for (j, s) in acc.iter_mut().enumerate() {
-                            // SAFETY: 4 values at 32sb + 4(k + half) of a row of nb * 256.
-                            let a = unsafe { bcast4(qa[j].add(32 * sb + 4 * (k + half))) };
-                            *s = _mm512_dpbusd_epi32(*s, w, a);
-                        }
+                // Accumulator j + nt * c: chain c of token j.
+                let mut s32 = [_mm512_setzero_si512(); MAXT];
+                for k in 0..8 {
+                    let o = (sb * 8 + k) * 32;
+                    // SAFETY: 32 bytes at o < nb * 8 * GROUP * 32 in both groups.
+                    let w = unsafe { ld2(wi0.add(o), wi1.add(o)) };
+                    let c = k % ch;
+                    for j in 0..nt {
+                        // SAFETY: 4 values at 32sb + 4k of a row of nb * 256.
+                        let a = unsafe { bcast4(qa[j].add(32 * sb + 4 * k)) };
+                        s32[j + nt * c] = _mm512_dpbusd_epi32(s32[j + nt * c], w, a);
                     }
-                }
-                for (s, h) in s32.iter_mut().zip(&hi) {
-                    *s = _mm512_add_epi32(*s, *h);
                 }
                 // Row r's scale is in both i16 halves of 32-bit lane r.
                 // SAFETY: 16 i16 (32 bytes) at sb * 16 in both groups (asserted).
                 let scv =
                     _mm512_srai_epi32::<16>(unsafe { ld2(sc0.add(sb * 32), sc1.add(sb * 32)) });
-                for (i, s) in i1.iter_mut().zip(&s32) {
-                    *i = _mm512_add_epi32(*i, _mm512_mullo_epi32(*s, scv));
+                for j in 0..nt {
+                    let mut sum = s32[j];
+                    for c in 1..ch {
+                        sum = _mm512_add_epi32(sum, s32[j + nt * c]);
+                    }
+                    i1[j] = _mm512_add_epi32(i1[j], _mm512_mullo_epi32(sum, scv));
                 }
             }
             // SAFETY: 8 scales at b * GROUP in both groups (asserted; `dmin` only read when
@@ -318,39 +312,44 @@ pub(crate) mod avx512 {
                     },
                 )
             };
-            for (j, (a, i1)) in acc.iter_mut().zip(&i1).enumerate() {
+            for j in 0..nt {
+                let (prep, jt) = (&preps[j / TILE], j % TILE);
                 let mut i2 = _mm512_setzero_si512();
                 for p in 0..4 {
                     let o = (b * 4 + p) * 32;
                     // SAFETY: 16 i16 at (b * 4 + p) * 16 in both groups; 2 i16 at
-                    // (b * TILE + j) * 8 + 2p (asserted).
+                    // (b * TILE + jt) * 8 + 2p (asserted).
                     let (mv, bp) = unsafe {
                         (
                             ld2(mn0.add(o), mn1.add(o)),
                             _mm512_set1_epi32(
-                                (prep.bsp.as_ptr().add((b * TILE + j) * 8 + 2 * p) as *const i32)
+                                (prep.bsp.as_ptr().add((b * TILE + jt) * 8 + 2 * p) as *const i32)
                                     .read_unaligned(),
                             ),
                         )
                     };
                     i2 = _mm512_add_epi32(i2, _mm512_madd_epi16(mv, bp));
                 }
-                let yd = _mm512_set1_ps(prep.dx[b * TILE + j]);
+                let yd = _mm512_set1_ps(prep.dx[b * TILE + jt]);
                 let dyd = _mm512_mul_ps(dv, yd);
+                let a = &mut acc[j];
                 if FIN == Finish::Q4K as u8 {
-                    *a = _mm512_fmadd_ps(dyd, _mm512_cvtepi32_ps(*i1), *a);
+                    *a = _mm512_fmadd_ps(dyd, _mm512_cvtepi32_ps(i1[j]), *a);
                     *a = _mm512_fnmadd_ps(_mm512_mul_ps(dmv, yd), _mm512_cvtepi32_ps(i2), *a);
                 } else if FIN == Finish::Q5K as u8 {
-                    let t1 = _mm512_mul_ps(dyd, _mm512_cvtepi32_ps(*i1));
+                    let t1 = _mm512_mul_ps(dyd, _mm512_cvtepi32_ps(i1[j]));
                     let t2 = _mm512_mul_ps(_mm512_mul_ps(dmv, yd), _mm512_cvtepi32_ps(i2));
                     *a = _mm512_add_ps(*a, _mm512_sub_ps(t1, t2));
                 } else {
-                    let isum = _mm512_sub_epi32(*i1, _mm512_slli_epi32::<7>(i2));
+                    let isum = _mm512_sub_epi32(i1[j], _mm512_slli_epi32::<7>(i2));
                     *a = _mm512_add_ps(*a, _mm512_mul_ps(dyd, _mm512_cvtepi32_ps(isum)));
                 }
             }
         }
-        store(&acc, out);
+        for (p, out) in outs[..NP].iter_mut().enumerate() {
+            let acc: &[__m512; TILE] = acc[p * TILE..(p + 1) * TILE].try_into().expect("tile");
+            store(acc, out);
+        }
     }
 
     /// `out[j][r] = dot(row r, token prep.t[j])` for two groups of Q6_K rows unpacked by
