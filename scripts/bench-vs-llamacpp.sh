@@ -4,7 +4,10 @@
 # round, so both see the same machine state), then the ratios hearth / llama.cpp.
 #
 #   scripts/bench-vs-llamacpp.sh [-m MODEL.gguf]... [-p 512] [-n 128] [-t 2] [-r 3] [--rounds 2]
+#                                [--mmap 1]
 #
+# --mmap 0 makes both read the model into memory instead of mapping it (this llama-bench's
+# `--load-mode none`; hearth's copy is backed by transparent huge pages).
 # Defaults: the default model (Gemma 3 270M Q4_K_M), -p 512 -n 128, all cores, -r 3, 2 rounds.
 # Each figure is the best round's mean t/s (rounds guard against a noisy neighbour).
 # Prints a Markdown table; the measured read bandwidth and the decode roofline
@@ -12,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-models=() p=512 n=128 t=$(nproc) r=3 rounds=2
+models=() p=512 n=128 t=$(nproc) r=3 rounds=2 mmap=1
 while [ $# -gt 0 ]; do
   case "$1" in
     -m) models+=("$2"); shift 2 ;;
@@ -21,9 +24,13 @@ while [ $# -gt 0 ]; do
     -t) t=$2; shift 2 ;;
     -r) r=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --mmap) mmap=$2; shift 2 ;;
     *) echo "bench-vs-llamacpp: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+
+llama_load=()
+if [ "$mmap" = 0 ]; then llama_load=(--load-mode none); fi
 
 bin=$(scripts/build-peer.sh)
 cargo build --release --quiet -p hearth-cli
@@ -37,9 +44,9 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for m in "${models[@]}"; do
   for round in $(seq "$rounds"); do
-    "$bin/llama-bench" -m "$m" -p "$p" -n "$n" -t "$t" -r "$r" -o json \
+    "$bin/llama-bench" -m "$m" -p "$p" -n "$n" -t "$t" -r "$r" "${llama_load[@]}" -o json \
       >"$out/llama-$(basename "$m")-$round.json" 2>/dev/null
-    $hearth bench -m "$m" -p "$p" -n "$n" -t "$t" -r "$r" -o json \
+    $hearth bench -m "$m" -p "$p" -n "$n" -t "$t" -r "$r" --mmap "$mmap" -o json \
       >"$out/hearth-$(basename "$m")-$round.json"
   done
 done

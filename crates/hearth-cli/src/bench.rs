@@ -69,6 +69,16 @@ pub struct BenchArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "md")]
     output: Output,
+    /// Map the model file (1, default) or read it into memory backed by transparent huge
+    /// pages (0), like llama-bench's `-mmp` / `--mmap`.
+    #[arg(
+        long = "mmap",
+        alias = "mmp",
+        value_name = "0|1",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u8).range(0..=1)
+    )]
+    mmap: u8,
 }
 
 #[derive(Clone, Copy)]
@@ -213,7 +223,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut json_rows = Vec::new();
     for path in &models {
         let gguf = Arc::new(
-            MappedGguf::open(path).with_context(|| format!("reading {}", path.display()))?,
+            MappedGguf::open_with(
+                path,
+                hearth_gguf::LoadMode {
+                    mmap: args.mmap == 1,
+                    mlock: false,
+                },
+            )
+            .with_context(|| format!("reading {}", path.display()))?,
         );
         let label = model_label(&gguf);
         let (size, params) = (gguf.file().tensor_bytes(), gguf.file().n_elements());

@@ -1,13 +1,11 @@
 //! The mmap boundary: a GGUF file mapped read-only (or read into an aligned heap buffer), with
 //! checked tensor views.
 
-use std::alloc::Layout;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::ptr::NonNull;
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapMut};
 
 use crate::error::{GgufError, Result};
 use crate::reader::GgufFile;
@@ -33,62 +31,34 @@ impl Default for LoadMode {
     }
 }
 
-/// Alignment of the heap copy: tensor data offsets are multiples of the file's alignment (32 by
-/// default) from a page-aligned map; the kernels want at least 64 bytes from the heap too.
-const HEAP_ALIGN: usize = 64;
-
-/// A zero-initialized heap buffer aligned to [`HEAP_ALIGN`] bytes.
-struct AlignedBuf {
-    ptr: NonNull<u8>,
-    len: usize,
-    layout: Layout,
-}
-
-// SAFETY: the buffer is uniquely owned plain bytes, like a `Vec<u8>`.
-unsafe impl Send for AlignedBuf {}
-// SAFETY: shared access only hands out `&[u8]`.
-unsafe impl Sync for AlignedBuf {}
-
-impl AlignedBuf {
-    fn zeroed(len: usize) -> Result<AlignedBuf> {
-        let layout = Layout::from_size_align(len.max(1), HEAP_ALIGN)
-            .map_err(|_| GgufError::HeapAlloc { bytes: len as u64 })?;
-        // SAFETY: the layout has a non-zero size.
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
-        let ptr = NonNull::new(ptr).ok_or(GgufError::HeapAlloc { bytes: len as u64 })?;
-        Ok(AlignedBuf { ptr, len, layout })
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        // SAFETY: `ptr` points to `len` initialized (zeroed, then written) bytes owned by `self`.
-        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-    }
-
-    fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: as in `as_slice`, and `&mut self` makes this the only reference.
-        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-    }
-}
-
-impl Drop for AlignedBuf {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `zeroed` with this same layout, freed once.
-        unsafe { std::alloc::dealloc(self.ptr.as_ptr(), self.layout) }
-    }
-}
-
 /// Where the bytes of the file live.
 enum Storage {
     Mapped(Mmap),
-    Heap(AlignedBuf),
+    /// The file read into anonymous memory (page-aligned, so every tensor keeps the file's
+    /// alignment), backed by transparent huge pages where the kernel allows: a decode step
+    /// of a mixture-of-experts model jumps between experts all over the weights, and 2 MiB
+    /// pages take most of the TLB misses out of that.
+    Heap(MmapMut),
 }
 
 impl Storage {
     fn bytes(&self) -> &[u8] {
         match self {
             Storage::Mapped(m) => m,
-            Storage::Heap(b) => b.as_slice(),
+            Storage::Heap(b) => b,
         }
+    }
+
+    /// Anonymous memory of `len` bytes (at least one), advised to use huge pages.
+    fn heap(len: usize) -> Result<MmapMut> {
+        let buf = MmapMut::map_anon(len.max(1))
+            .map_err(|_| GgufError::HeapAlloc { bytes: len as u64 })?;
+        #[cfg(target_os = "linux")]
+        {
+            // A hint: without THP support the pages are simply 4 KiB.
+            let _ = buf.advise(memmap2::Advice::HugePage);
+        }
+        Ok(buf)
     }
 }
 
@@ -143,8 +113,8 @@ impl MappedGguf {
         } else {
             let len = f.metadata()?.len();
             let len = usize::try_from(len).map_err(|_| GgufError::HeapAlloc { bytes: len })?;
-            let mut buf = AlignedBuf::zeroed(len)?;
-            f.read_exact(buf.as_mut_slice())?;
+            let mut buf = Storage::heap(len)?;
+            f.read_exact(&mut buf[..len])?;
             Storage::Heap(buf)
         };
         let file = GgufFile::parse(storage.bytes())?;
@@ -163,16 +133,7 @@ impl MappedGguf {
     fn lock(&self) -> Result<()> {
         match &self.storage {
             Storage::Mapped(m) => m.lock().map_err(|e| mlock_error(m.len(), e)),
-            Storage::Heap(b) => {
-                let bytes = b.as_slice();
-                // SAFETY: mlock only reads the address range, which is `bytes`, valid and owned
-                // by `self` for as long as it is locked (munlock happens implicitly on free).
-                let rc = unsafe { libc::mlock(bytes.as_ptr().cast(), bytes.len()) };
-                if rc != 0 {
-                    return Err(mlock_error(bytes.len(), std::io::Error::last_os_error()));
-                }
-                Ok(())
-            }
+            Storage::Heap(b) => b.lock().map_err(|e| mlock_error(b.len(), e)),
         }
     }
 
@@ -242,7 +203,8 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         assert!(mapped.load_mode().mmap && !heap.load_mode().mmap);
         assert_eq!(mapped.bytes(), heap.bytes());
-        assert_eq!(heap.bytes().as_ptr() as usize % HEAP_ALIGN, 0);
+        // Page-aligned, as the map: every tensor keeps the file's alignment.
+        assert_eq!(heap.bytes().as_ptr() as usize % 4096, 0);
         for name in ["a", "b"] {
             assert_eq!(
                 mapped.tensor_data(name).unwrap().1,
