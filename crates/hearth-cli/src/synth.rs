@@ -161,6 +161,34 @@ fn shape(p: Preset) -> Shape {
         w_std: 0.02,
         embd_std: 0.02,
     };
+    let tiny_moe = Shape {
+        name: "gemma4-tiny-moe",
+        size_label: "tiny",
+        n_layer: 2,
+        n_embd: 256,
+        n_ff: 512,
+        n_head: 4,
+        n_head_kv: 2,
+        head_dim: 64,
+        n_ctx: 512,
+        moe: Some(MoeShape {
+            n_expert: 8,
+            n_used: 2,
+            n_ff_exp: 128,
+        }),
+        gemma4: Some(Gemma4Shape {
+            period: 2,
+            window: 64,
+            head_dim_full: 128,
+            n_head_kv_full: 1,
+            ..gemma4.gemma4.unwrap_or_else(|| unreachable!())
+        }),
+        // As shared/reference/synthetic's models: peaked enough distributions over the
+        // 262k-token vocabulary that greedy steps are decided by clear margins.
+        w_std: 0.05,
+        embd_std: 0.06,
+        ..gemma4
+    };
     match p {
         Preset::Llama32_1b => llama,
         Preset::Qwen25_05b => Shape {
@@ -197,57 +225,17 @@ fn shape(p: Preset) -> Shape {
             moe: None,
             ..gemma4
         },
-        Preset::Gemma4TinyMoe => Shape {
-            name: "gemma4-tiny-moe",
-            size_label: "tiny",
-            n_layer: 2,
-            n_embd: 256,
-            n_ff: 512,
-            n_head: 4,
-            n_head_kv: 2,
-            head_dim: 64,
-            n_ctx: 512,
-            moe: Some(MoeShape {
-                n_expert: 8,
-                n_used: 2,
-                n_ff_exp: 128,
-            }),
-            gemma4: Some(Gemma4Shape {
-                period: 2,
-                window: 64,
-                head_dim_full: 128,
-                n_head_kv_full: 1,
-                ..gemma4.gemma4.unwrap_or_else(|| unreachable!())
-            }),
-            // As shared/reference/synthetic's models: peaked enough distributions over the
-            // 262k-token vocabulary that greedy steps are decided by clear margins.
-            w_std: 0.05,
-            embd_std: 0.06,
-            ..gemma4
-        },
+        Preset::Gemma4TinyMoe => tiny_moe,
         Preset::Gemma4TinyPle => Shape {
             name: "gemma4-tiny-ple",
-            size_label: "tiny",
             n_layer: 4,
-            n_embd: 256,
-            n_ff: 512,
-            n_head: 4,
-            n_head_kv: 2,
-            head_dim: 64,
-            n_ctx: 512,
             moe: None,
-            gemma4: Some(Gemma4Shape {
-                period: 2,
-                window: 64,
-                head_dim_full: 128,
-                n_head_kv_full: 1,
+            gemma4: tiny_moe.gemma4.map(|g| Gemma4Shape {
                 shared_kv: 2,
                 n_embd_per_layer: 16,
-                ..gemma4.gemma4.unwrap_or_else(|| unreachable!())
+                ..g
             }),
-            w_std: 0.05,
-            embd_std: 0.06,
-            ..gemma4
+            ..tiny_moe
         },
     }
 }

@@ -658,23 +658,24 @@ mod tests {
         }
     }
 
+    /// (row length, stride, rows) of the row kernels' tests: lengths with and without the
+    /// 64-, 8- and 1-wide remainders, strides wider than the rows.
+    const ROW_CASES: &[(usize, usize, usize)] =
+        &[(256, 256, 37), (64, 96, 5), (100, 130, 9), (7, 7, 3)];
+
+    /// `n` values of [`data`] rounded to f16.
+    fn f16_data(n: usize, seed: u32) -> Vec<u16> {
+        data(n, seed).iter().map(|&v| f32_to_f16(v)).collect()
+    }
+
     /// axpy_rows_f16 gives, at every level, the bits of one axpy_f16 per row (lengths with
     /// and without the 64-, 8- and 1-wide remainders, strides wider than the rows).
     #[test]
     fn axpy_rows_f16_is_axpy_f16_row_by_row() {
         for level in CpuLevel::supported() {
             let k = kernels_for(level);
-            for (n, stride, rows) in [
-                (256usize, 256usize, 37usize),
-                (64, 96, 5),
-                (100, 130, 9),
-                (7, 7, 3),
-                (64, 64, 0),
-            ] {
-                let x: Vec<u16> = data(stride * rows.max(1), 9)
-                    .iter()
-                    .map(|&v| f32_to_f16(v))
-                    .collect();
+            for &(n, stride, rows) in ROW_CASES.iter().chain(&[(64, 64, 0)]) {
+                let x = f16_data(stride * rows.max(1), 9);
                 let w = data(rows, 11);
                 let mut want = data(n, 12);
                 let mut got = want.clone();
@@ -696,16 +697,8 @@ mod tests {
     fn dot_rows_f16_is_dot_f16_row_by_row() {
         for level in CpuLevel::supported() {
             let k = kernels_for(level);
-            for (n, stride, rows) in [
-                (256usize, 256usize, 37usize),
-                (64, 96, 5),
-                (100, 130, 9),
-                (7, 7, 3),
-            ] {
-                let x: Vec<u16> = data(stride * rows, 13)
-                    .iter()
-                    .map(|&v| f32_to_f16(v))
-                    .collect();
+            for &(n, stride, rows) in ROW_CASES {
+                let x = f16_data(stride * rows, 13);
                 let q = data(n, 14);
                 let want: Vec<u32> = (0..rows)
                     .map(|c| (k.dot_f16)(&x[c * stride..c * stride + n], &q).to_bits())

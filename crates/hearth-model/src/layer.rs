@@ -660,16 +660,14 @@ pub(crate) fn attention_block(
 ) -> Result<Vec<f32>> {
     let n = batch.pos.len();
     // A layer past `n_layer_kv` attends over an earlier layer's cache (the caller passes
-    // that one), which already holds this batch's rows.
+    // that one), which already holds this batch's rows: it projects Q alone
+    // ([`Qkv::QOnly`], no K norm).
     let shared = il >= cfg.n_layer_kv;
     let (mut q, mut k, mut v) = layer.qkv.project(x, n, cfg, &batch.mm)?;
     if let Some(w) = &layer.q_norm {
         ops::rms_norm_inplace(&mut q, w, cfg.rms_eps);
     }
-    if shared {
-        (k, v) = (Vec::new(), Vec::new());
-    }
-    if let Some(w) = layer.k_norm.as_ref().filter(|_| !shared) {
+    if let Some(w) = &layer.k_norm {
         ops::rms_norm_inplace(&mut k, w, cfg.rms_eps);
     }
     if spec.v_norm && !shared {

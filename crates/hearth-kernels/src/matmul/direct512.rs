@@ -18,7 +18,8 @@ pub(crate) mod avx512 {
     use std::arch::x86_64::*;
 
     use crate::matmul::act::Acts;
-    use crate::matmul::kgroup::{K5_BYTES, KVALUES_U8, XS_BYTES};
+    use crate::matmul::kgroup::{KVALUES_U8, XS_BYTES};
+    use crate::matmul::tile::K5_BYTES;
     use crate::matmul::tile_k6::Q6K_BYTES;
     use crate::matmul::x86_avx2::{f16c, k4_scales_mins, ld128};
     use crate::matmul::x86_avx512::{idx512, ld512};

@@ -691,11 +691,15 @@ fn tile_rows(
         let mut k4: [tile::K4Group; 2] = Default::default();
         let mut k6: [tile_k6::K6Group; 2] = Default::default();
         let mut res2 = [[[0.0f32; tile512::ROWS]; TILE]; 2];
-        // The VNNI kernels of the K types take two tiles (eight tokens) per call.
-        let per_call = match kind {
-            GroupKind::Q4K | GroupKind::Q5K | GroupKind::Iq4Xs if wide => 2,
-            _ => 1,
+        // The VNNI kernel of the types unpacked to `K4Group`s, and how it finishes them; it
+        // takes two tiles (eight tokens) per call.
+        let fin = match kind {
+            GroupKind::Q4K => Some(tile512::avx512::Finish::Q4K),
+            GroupKind::Q5K => Some(tile512::avx512::Finish::Q5K),
+            GroupKind::Iq4Xs => Some(tile512::avx512::Finish::Iq4Xs),
+            GroupKind::Q8 | GroupKind::Q6K => None,
         };
+        let per_call = if wide && fin.is_some() { 2 } else { 1 };
         let bsums = matches!(kind, GroupKind::Q4K | GroupKind::Q5K | GroupKind::Iq4Xs);
         let asums = kind == GroupKind::Q8 && off != 0;
         for tb in (0..n_tokens).step_by(TILE_TOKEN_BLOCK) {
@@ -734,7 +738,7 @@ fn tile_rows(
                                 tile_k6::avx2::k6_unpack_group(rows, acts.nb, &mut k6[h])
                             }
                             GroupKind::Q5K => {
-                                kgroup::avx2::k5_unpack_group(rows, acts.nb, &mut k4[h])
+                                tile::avx2::k5_unpack_group(rows, acts.nb, &mut k4[h])
                             }
                             GroupKind::Iq4Xs => {
                                 kgroup::avx2::xs_unpack_group(rows, acts.nb, &mut k4[h])
@@ -755,28 +759,24 @@ fn tile_rows(
                     unsafe {
                         if wide {
                             use tile512::avx512;
-                            let k = |fin| (fin, [&k4[0], &k4[second]]);
-                            let kt = match kind {
-                                GroupKind::Q8 => {
-                                    avx512::q8_group_tile(
-                                        w.ty,
-                                        [&q8[0], &q8[second]],
-                                        acts,
-                                        prep,
-                                        res,
-                                    );
-                                    None
+                            match (kind, fin) {
+                                (_, Some(fin)) => avx512::k_group_tile(
+                                    fin,
+                                    [&k4[0], &k4[second]],
+                                    acts,
+                                    pc,
+                                    &mut res2[..pc.len()],
+                                ),
+                                (GroupKind::Q6K, _) => {
+                                    avx512::k6_group_tile([&k6[0], &k6[second]], acts, prep, res)
                                 }
-                                GroupKind::Q6K => {
-                                    avx512::k6_group_tile([&k6[0], &k6[second]], acts, prep, res);
-                                    None
-                                }
-                                GroupKind::Q4K => Some(k(avx512::Finish::Q4K)),
-                                GroupKind::Q5K => Some(k(avx512::Finish::Q5K)),
-                                GroupKind::Iq4Xs => Some(k(avx512::Finish::Iq4Xs)),
-                            };
-                            if let Some((fin, groups)) = kt {
-                                avx512::k_group_tile(fin, groups, acts, pc, &mut res2[..pc.len()]);
+                                _ => avx512::q8_group_tile(
+                                    w.ty,
+                                    [&q8[0], &q8[second]],
+                                    acts,
+                                    prep,
+                                    res,
+                                ),
                             }
                         } else {
                             let mut r8 = [[0.0f32; GROUP]; TILE];

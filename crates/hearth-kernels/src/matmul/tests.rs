@@ -641,7 +641,7 @@ fn vnni_tile_kernels_match_their_scalar_twins_bit_for_bit() {
                                         tile_k6::avx2::k6_unpack_group(rows, nb, &mut k6[h])
                                     }
                                     GgmlType::Q5_K => {
-                                        kgroup::avx2::k5_unpack_group(rows, nb, &mut k4[h])
+                                        tile::avx2::k5_unpack_group(rows, nb, &mut k4[h])
                                     }
                                     GgmlType::IQ4_XS => {
                                         kgroup::avx2::xs_unpack_group(rows, nb, &mut k4[h])

@@ -22,7 +22,7 @@
 use hearth_gguf::GgmlType;
 
 use super::act::Acts;
-use super::group::{block_bytes, sum8, unpack_block};
+use super::group::{block_bytes, sum8, unpack_block, GROUP};
 use crate::quant::f16_to_f32;
 use crate::quant::k_quants::get_scale_min_k4;
 
@@ -31,6 +31,9 @@ pub(crate) const TILE: usize = 4;
 
 /// Bytes of a Q4_K block.
 const Q4K_BYTES: usize = 144;
+
+/// Bytes of a Q5_K block.
+pub(crate) const K5_BYTES: usize = 176;
 
 /// The tokens of one tile and their per-block data, transposed for the kernels.
 #[derive(Default)]
@@ -126,6 +129,21 @@ pub(crate) struct K4Group {
     pub(crate) dmin: Vec<f32>,
 }
 
+impl K4Group {
+    /// Sizes the buffers for `nb` super-blocks (`dmin` too when `dmin`).
+    pub(crate) fn resize(&mut self, nb: usize, dmin: bool) {
+        let n_sub = nb * 8;
+        self.q.resize(n_sub * GROUP * 32, 0);
+        self.qi.resize(n_sub * GROUP * 32, 0);
+        self.sc.resize(n_sub * 16, 0);
+        self.mins.resize(nb * 4 * 16, 0);
+        self.d.resize(nb * GROUP, 0.0);
+        if dmin {
+            self.dmin.resize(nb * GROUP, 0.0);
+        }
+    }
+}
+
 /// `dot(row, token t)` for the 32-value block types of [`super::group`] (portable twin of
 /// the tile and one-row kernels).
 pub(crate) fn q8_row_dot_scalar(ty: GgmlType, row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
@@ -178,7 +196,7 @@ pub(crate) fn k4_row_dot_scalar(row: &[u8], acts: &Acts<'_>, t: usize) -> f32 {
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{K4Group, TilePrep, Q4K_BYTES, TILE};
+    use super::{K4Group, TilePrep, K5_BYTES, Q4K_BYTES, TILE};
     use crate::matmul::act::Acts;
     use crate::matmul::group::{self, avx2::interleave_chunks, GroupScratch, GROUP};
     use crate::matmul::x86_avx2::{f16c, ld};
@@ -313,18 +331,35 @@ pub(crate) mod avx2 {
     /// The CPU must support AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(crate) unsafe fn k4_unpack_group(rows: &[&[u8]], nb: usize, s: &mut K4Group) {
-        let n_sub = nb * 8;
-        s.q.resize(n_sub * GROUP * 32, 0);
-        s.qi.resize(n_sub * GROUP * 32, 0);
-        s.sc.resize(n_sub * 16, 0);
-        s.mins.resize(nb * 4 * 16, 0);
-        s.d.resize(nb * GROUP, 0.0);
-        s.dmin.resize(nb * GROUP, 0.0);
-        let m4 = _mm256_set1_epi8(0x0f);
+        // SAFETY: forwarded.
+        unsafe { k45_unpack_group::<false>(rows, nb, s) }
+    }
+
+    /// Unpacks `rows` of Q5_K blocks into `s` as [`k4_unpack_group`] does Q4_K, with the fifth
+    /// bit (`qh`, bit g of byte l for value l of sub-block g) merged: values 0..32.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(crate) unsafe fn k5_unpack_group(rows: &[&[u8]], nb: usize, s: &mut K4Group) {
+        // SAFETY: forwarded.
+        unsafe { k45_unpack_group::<true>(rows, nb, s) }
+    }
+
+    /// [`k4_unpack_group`] (`Q5` false) or [`k5_unpack_group`].
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn k45_unpack_group<const Q5: bool>(rows: &[&[u8]], nb: usize, s: &mut K4Group) {
+        // Block bytes and where the nibbles start (Q5_K's 32 `qh` bytes come before them).
+        let (bb, qs0) = if Q5 { (K5_BYTES, 48) } else { (Q4K_BYTES, 16) };
+        s.resize(nb, true);
+        let (m4, one) = (_mm256_set1_epi8(0x0f), _mm256_set1_epi8(1));
         for (r, row) in rows.iter().enumerate().take(GROUP) {
-            assert!(row.len() >= nb * Q4K_BYTES, "row of {nb} blocks");
+            assert!(row.len() >= nb * bb, "row of {nb} blocks");
             for b in 0..nb {
-                let x = &row[b * Q4K_BYTES..(b + 1) * Q4K_BYTES];
+                let x = &row[b * bb..(b + 1) * bb];
                 s.d[b * GROUP + r] = f16c(u16::from_le_bytes([x[0], x[1]]));
                 s.dmin[b * GROUP + r] = f16c(u16::from_le_bytes([x[2], x[3]]));
                 let scales: &[u8; 12] = x[4..16].try_into().expect("12 bytes");
@@ -335,13 +370,29 @@ pub(crate) mod avx2 {
                     s.sc[o + 1] = i16::from(sc);
                     s.mins[(b * 4 + g / 2) * 16 + 2 * r + g % 2] = i16::from(m);
                 }
+                // Q5_K: bit 4 of the values of sub-block g, from bit g of the qh bytes.
+                let qh = if Q5 {
+                    // SAFETY: bytes 16..48 of a Q5_K block.
+                    unsafe { ld(x.as_ptr().add(16)) }
+                } else {
+                    one
+                };
+                let high = |g: usize| {
+                    let bit =
+                        _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(g as i32)), one);
+                    _mm256_slli_epi16::<4>(bit)
+                };
                 for q in 0..4 {
-                    // SAFETY: bytes 16 + 32q .. +32 of the block; sub-blocks 2q and 2q + 1 of
-                    // row r at ((b * 8 + g) * GROUP + r) * 32 < n_sub * GROUP * 32.
+                    // SAFETY: bytes qs0 + 32q .. +32 of the block; sub-blocks 2q and 2q + 1 of
+                    // row r at ((b * 8 + g) * GROUP + r) * 32 < nb * 8 * GROUP * 32.
                     unsafe {
-                        let raw = ld(x.as_ptr().add(16 + 32 * q));
-                        let lo = _mm256_and_si256(raw, m4);
-                        let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
+                        let raw = ld(x.as_ptr().add(qs0 + 32 * q));
+                        let mut lo = _mm256_and_si256(raw, m4);
+                        let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), m4);
+                        if Q5 {
+                            lo = _mm256_or_si256(lo, high(2 * q));
+                            hi = _mm256_or_si256(hi, high(2 * q + 1));
+                        }
                         let base = s.q.as_mut_ptr();
                         let dst = |g: usize| base.add(((b * 8 + g) * GROUP + r) * 32);
                         _mm256_storeu_si256(dst(2 * q) as *mut __m256i, lo);
@@ -350,7 +401,7 @@ pub(crate) mod avx2 {
                 }
             }
         }
-        interleave_chunks(&s.q, &mut s.qi, n_sub);
+        interleave_chunks(&s.q, &mut s.qi, nb * 8);
     }
 
     /// `out[j][r] = dot(row r of the group, token prep.t[j])` for Q4_K rows unpacked by

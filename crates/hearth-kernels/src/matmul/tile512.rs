@@ -180,7 +180,7 @@ pub(crate) mod avx512 {
         /// [`crate::matmul::tile::k4_row_dot_scalar`]): `acc = fma(d * d_a, I1, acc)`, then
         /// `acc = fma(-(dmin * d_a), I2, acc)`.
         Q4K,
-        /// Q5_K ([`crate::matmul::kgroup::avx2::k5_unpack_group`], twin
+        /// Q5_K ([`crate::matmul::tile::avx2::k5_unpack_group`], twin
         /// [`crate::matmul::scalar::vec_dot_q5_k_q8_k_scalar`]):
         /// `acc = acc + ((d_a * d) * I1 - (d_a * dmin) * I2)`.
         Q5K,

@@ -57,7 +57,7 @@ macro_rules! one_row_kernel {
     };
 }
 
-one_row_kernel!(dot_q5_k, k5_row_dot, super::kgroup::K5_BYTES);
+one_row_kernel!(dot_q5_k, k5_row_dot, super::tile::K5_BYTES);
 one_row_kernel!(dot_iq4_xs, xs_row_dot, super::kgroup::XS_BYTES);
 
 /// Loads 64 bytes from `p` (any alignment).
