@@ -14,6 +14,7 @@
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod attn;
 pub mod cpu;
 pub mod matmul;
 pub mod membw;

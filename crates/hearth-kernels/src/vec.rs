@@ -66,6 +66,25 @@ fn kernels_for(level: CpuLevel) -> Kernels {
     SCALAR
 }
 
+/// [`dot_f16`] at `level` (a level the CPU supports), for the tests of kernels that
+/// reproduce its bits.
+#[cfg(test)]
+pub(crate) fn dot_f16_at(level: CpuLevel, a: &[u16], b: &[f32]) -> f32 {
+    (kernels_for(level).dot_f16)(a, b)
+}
+
+/// [`axpy_rows_f16`] at `level`, as [`dot_f16_at`].
+#[cfg(test)]
+pub(crate) fn axpy_rows_f16_at(
+    level: CpuLevel,
+    y: &mut [f32],
+    w: &[f32],
+    x: &[u16],
+    stride: usize,
+) {
+    (kernels_for(level).axpy_rows_f16)(y, w, x, stride)
+}
+
 fn kernels() -> &'static Kernels {
     static K: OnceLock<Kernels> = OnceLock::new();
     K.get_or_init(|| kernels_for(CpuLevel::active()))

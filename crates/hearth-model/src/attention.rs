@@ -139,6 +139,9 @@ fn attention_fast(
     out: &mut [f32],
     pool: &ThreadPool,
 ) {
+    if q_pos.len() > 1 && attention_grouped(q, q_pos, cache, p, out, pool) {
+        return;
+    }
     let (dk, dv) = (p.head_dim_k, p.head_dim_v);
     let group = (p.n_head / p.n_head_kv.max(1)).max(1);
     let (scale, cap) = p.score_scale();
@@ -203,6 +206,98 @@ fn attention_fast(
         let inv = 1.0 / sum;
         o.iter_mut().for_each(|x| *x *= inv);
     });
+}
+
+/// The cells a query at `qp` sees: cells hold ascending positions, so the visible ones are a
+/// contiguous run.
+fn visible_cells(pos: &[i64], p: &AttnParams, qp: i64) -> std::ops::Range<usize> {
+    let first = match p.window {
+        Some(w) => pos.partition_point(|&pk| qp - pk >= w as i64),
+        None => 0,
+    };
+    first..pos.partition_point(|&pk| pk <= qp).max(first)
+}
+
+/// Bytes of widened K [`attention_grouped`] holds at once (it takes the K/V heads in as many
+/// passes as this needs).
+const K_BLOCKS_BYTES: usize = 64 << 20;
+
+/// [`attention_fast`] for a batch of several rows over an f16 cache, with the kernels of
+/// [`hearth_kernels::attn`]: per token and K/V head, the query heads of the group together,
+/// each cell's K and V converted once for all of them. Every score and weighted sum has the
+/// bits of the one-query kernels, so the result is [`attention_fast`]'s, row by row. Returns
+/// false (and does nothing) where those kernels do not run or do not take the head sizes.
+fn attention_grouped(
+    q: &[f32],
+    q_pos: &[i64],
+    cache: &LayerKv,
+    p: &AttnParams,
+    out: &mut [f32],
+    pool: &ThreadPool,
+) -> bool {
+    use hearth_kernels::attn;
+    let (dk, dv) = (p.head_dim_k, p.head_dim_v);
+    let (Some((k, kw)), Some((v, vw))) = (cache.k.f16_cells(), cache.v.f16_cells()) else {
+        return false;
+    };
+    if !attn::available() || !attn::supports(dk, dv) || p.n_head_kv == 0 {
+        return false;
+    }
+    if !p.n_head.is_multiple_of(p.n_head_kv) {
+        return false;
+    }
+    let group = p.n_head / p.n_head_kv;
+    let (scale, cap) = p.score_scale();
+    let q_width = p.n_head * dk;
+    let pos = &cache.pos;
+    // Cells any row of the batch sees.
+    let n_cells = q_pos
+        .iter()
+        .map(|&qp| visible_cells(pos, p, qp).end)
+        .max()
+        .unwrap_or(0);
+    let per_head = n_cells.div_ceil(attn::CELLS) * attn::CELLS * dk * 4;
+    let heads_per_pass = (K_BLOCKS_BYTES / per_head.max(1)).clamp(1, p.n_head_kv);
+    let mut blocks = attn::KBlocks::default();
+    for h0 in (0..p.n_head_kv).step_by(heads_per_pass) {
+        let heads = h0..(h0 + heads_per_pass).min(p.n_head_kv);
+        blocks.fill(pool, k, kw, n_cells, heads.clone(), dk);
+        // Item i: token i / n_head_kv, K/V head i % n_head_kv; its `group` query heads are
+        // adjacent in both Q and the output.
+        pool.par_chunks_mut(out, group * dv, |i, o| {
+            let (t, kvh) = (i / p.n_head_kv, i % p.n_head_kv);
+            if !heads.contains(&kvh) {
+                return;
+            }
+            o.fill(0.0);
+            let cells = visible_cells(pos, p, q_pos[t]);
+            let n = cells.len();
+            if n == 0 {
+                return;
+            }
+            let qs = &q[t * q_width + kvh * group * dk..][..group * dk];
+            let mut w = vec![0.0f32; group * n];
+            attn::scores(&mut w, qs, &blocks, kvh - heads.start, cells.clone());
+            let mut sums = vec![0.0f32; group];
+            for (row, sum) in w.chunks_exact_mut(n).zip(sums.iter_mut()) {
+                for s in row.iter_mut() {
+                    *s *= scale;
+                    if cap != 0.0 {
+                        *s = cap * s.tanh();
+                    }
+                }
+                let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                hearth_kernels::vec::exp_sub(row, max);
+                *sum = hearth_kernels::vec::sum_f32(row);
+            }
+            attn::weighted_sum(o, &w, &v[cells.start * vw + kvh * dv..], vw, dv);
+            for (y, &sum) in o.chunks_exact_mut(dv).zip(sums.iter()) {
+                let inv = 1.0 / sum;
+                y.iter_mut().for_each(|x| *x *= inv);
+            }
+        });
+    }
+    true
 }
 
 struct Ctx<'a> {
