@@ -665,10 +665,10 @@ pub(crate) fn attention_block(
     let shared = il >= cfg.n_layer_kv;
     let (mut q, mut k, mut v) = layer.qkv.project(x, n, cfg, &batch.mm)?;
     if let Some(w) = &layer.q_norm {
-        ops::rms_norm_inplace(&mut q, w, cfg.rms_eps);
+        batch.mm.rms_norm_inplace(&mut q, w, cfg.rms_eps);
     }
     if let Some(w) = &layer.k_norm {
-        ops::rms_norm_inplace(&mut k, w, cfg.rms_eps);
+        batch.mm.rms_norm_inplace(&mut k, w, cfg.rms_eps);
     }
     if spec.v_norm && !shared {
         let ones = vec![1.0f32; cfg.head_dim_v];
@@ -680,13 +680,18 @@ pub(crate) fn attention_block(
         crate::arch::layer_rope_factors(cfg, il, batch.rope_factors),
     );
     let (nq, nk, nv) = (cfg.n_embd_q(), cfg.n_embd_k_gqa(), cfg.n_embd_v_gqa());
-    let mut cache_buf = Vec::new();
-    for (t, &p) in batch.pos.iter().enumerate() {
-        rope.cache(p, &mut cache_buf);
-        rope.apply(&mut q[t * nq..(t + 1) * nq], cfg.head_dim_k, &cache_buf);
-        if !shared {
-            rope.apply(&mut k[t * nk..(t + 1) * nk], cfg.head_dim_k, &cache_buf);
-        }
+    // Each token's rows rotated with its position's (cos, sin), tokens shared between the
+    // threads (Q and K in two passes, each computing the tables it needs).
+    let rotate = |x: &mut [f32], width: usize| {
+        par_rows(&batch.mm, x, n, width, |t, row| {
+            let mut table = Vec::new();
+            rope.cache(batch.pos[t], &mut table);
+            rope.apply(row, cfg.head_dim_k, &table);
+        })
+    };
+    rotate(&mut q, nq);
+    if !shared {
+        rotate(&mut k, nk);
     }
     if let Some(s) = spec.q_prescale {
         ops::scale_inplace(&mut q, s);

@@ -191,6 +191,40 @@ impl Mm<'_> {
         }
     }
 
+    /// [`rms_norm`] with the rows shared between the pool's threads (each row computed as
+    /// alone).
+    pub(crate) fn rms_norm(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        eps: f32,
+        out: &mut [f32],
+    ) {
+        let n = w.len().max(1);
+        let per = self.rows_per_part(x.len() / n);
+        self.pool.par_chunks_mut(out, per * n, |i, y| {
+            rms_norm(&x[i * per * n..][..y.len()], w, b, eps, y)
+        });
+    }
+
+    /// [`rms_norm_inplace`] with the rows shared between the pool's threads.
+    pub(crate) fn rms_norm_inplace(&self, x: &mut [f32], w: &[f32], eps: f32) {
+        let n = w.len().max(1);
+        let per = self.rows_per_part(x.len() / n);
+        self.pool
+            .par_chunks_mut(x, per * n, |_, x| rms_norm_inplace(x, w, eps));
+    }
+
+    /// Rows per part of a row-wise op over `rows` rows: a multiple of four, about four parts
+    /// per thread, all of them in one part below 64 rows (not worth waking the pool).
+    fn rows_per_part(&self, rows: usize) -> usize {
+        if rows < 64 {
+            return rows.max(1);
+        }
+        rows.div_ceil(4 * self.pool.n_threads()).next_multiple_of(4)
+    }
+
     /// Whether rows are computed as llama.cpp computes one-token batches.
     pub(crate) fn exact_per_token(&self) -> bool {
         self.numerics == Numerics::LlamaCpp && self.per_token
@@ -909,33 +943,69 @@ pub(crate) fn dot_f16_vec(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// `ggml_rms_norm` followed by `ggml_mul` with `w` (and `ggml_add` with `b`), per row of `w.len()`
-/// values: the sum of squares is accumulated in f64 (`ggml_float`), as ggml does.
+/// values: the sum of squares is accumulated in f64 (`ggml_float`), in order, as ggml does.
 pub fn rms_norm(x: &[f32], w: &[f32], b: Option<&[f32]>, eps: f32, out: &mut [f32]) {
     let n = w.len();
-    for (xr, yr) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        rms_norm_row(xr, w, eps, yr);
-        if let Some(b) = b {
-            yr.iter_mut().zip(b).for_each(|(y, b)| *y += b);
+    if n == 0 {
+        return;
+    }
+    let mut xs = x.chunks_exact(n * 4);
+    let mut ys = out.chunks_exact_mut(n * 4);
+    for (x4, y4) in (&mut xs).zip(&mut ys) {
+        let sums = sums_of_squares_4(x4, n);
+        for ((xr, yr), sum) in x4.chunks_exact(n).zip(y4.chunks_exact_mut(n)).zip(sums) {
+            rms_scale_row(xr, w, b, sum, eps, yr);
         }
+    }
+    for (xr, yr) in xs
+        .remainder()
+        .chunks_exact(n)
+        .zip(ys.into_remainder().chunks_exact_mut(n))
+    {
+        let sum = xr.iter().map(|&v| f64::from(v * v)).sum();
+        rms_scale_row(xr, w, b, sum, eps, yr);
     }
 }
 
-fn rms_norm_row(x: &[f32], w: &[f32], eps: f32, y: &mut [f32]) {
-    let sum: f64 = x.iter().map(|&v| f64::from(v * v)).sum();
+/// The in-order f64 sums of squares of four rows of `n` values: four independent chains side
+/// by side (each row's additions in the order of one row alone).
+fn sums_of_squares_4(x4: &[f32], n: usize) -> [f64; 4] {
+    let (r0, rest) = x4.split_at(n);
+    let (r1, rest) = rest.split_at(n);
+    let (r2, r3) = rest.split_at(n);
+    let mut s = [0.0f64; 4];
+    for i in 0..n {
+        s[0] += f64::from(r0[i] * r0[i]);
+        s[1] += f64::from(r1[i] * r1[i]);
+        s[2] += f64::from(r2[i] * r2[i]);
+        s[3] += f64::from(r3[i] * r3[i]);
+    }
+    s
+}
+
+/// `y = x * (1 / sqrt(mean + eps)) * w (+ b)` for a row whose sum of squares is `sum`.
+fn rms_scale_row(x: &[f32], w: &[f32], b: Option<&[f32]>, sum: f64, eps: f32, y: &mut [f32]) {
     let mean = (sum / x.len() as f64) as f32;
     let scale = 1.0 / (mean + eps).sqrt();
     for ((y, &x), &w) in y.iter_mut().zip(x).zip(w) {
         *y = x * scale * w;
+    }
+    if let Some(b) = b {
+        y.iter_mut().zip(b).for_each(|(y, b)| *y += b);
     }
 }
 
 /// In-place RMS norm of every `w.len()`-sized chunk (per-head Q/K norm).
 pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
     let n = w.len();
-    let mut tmp = vec![0.0f32; n];
-    for xr in x.chunks_exact_mut(n) {
-        rms_norm_row(xr, w, eps, &mut tmp);
-        xr.copy_from_slice(&tmp);
+    if n == 0 {
+        return;
+    }
+    let mut tmp = vec![0.0f32; 4 * n];
+    for x4 in x.chunks_mut(4 * n) {
+        let t = &mut tmp[..x4.len()];
+        rms_norm(x4, w, None, eps, t);
+        x4.copy_from_slice(t);
     }
 }
 

@@ -71,7 +71,7 @@ pub(crate) fn forward_layer(
     let e = cfg.n_embd;
     let eps = cfg.rms_eps;
     let mut cur = vec![0.0f32; x.len()];
-    ops::rms_norm(&x, &layer.attn_norm, None, eps, &mut cur);
+    batch.mm.rms_norm(&x, &layer.attn_norm, None, eps, &mut cur);
     let spec = AttnSpec {
         q_prescale: Some(cfg.attn_scale),
         kq_scale: 1.0,
@@ -85,18 +85,20 @@ pub(crate) fn forward_layer(
 
     let mut sa_out = vec![0.0f32; n * e];
     if let Some(w) = &layer.attn_post_norm {
-        ops::rms_norm(&attn, w, None, eps, &mut sa_out);
+        batch.mm.rms_norm(&attn, w, None, eps, &mut sa_out);
     } else {
         sa_out.copy_from_slice(&attn);
     }
     ops::add_inplace(&mut sa_out, &x);
 
     let mut h = vec![0.0f32; n * e];
-    ops::rms_norm(&sa_out, &layer.ffn_norm, None, eps, &mut h);
+    batch
+        .mm
+        .rms_norm(&sa_out, &layer.ffn_norm, None, eps, &mut h);
     let f = layer.ffn.forward(&h, n, cfg, Act::Gelu, &batch.mm)?;
     let mut out = vec![0.0f32; n * e];
     if let Some(w) = &layer.ffn_post_norm {
-        ops::rms_norm(&f, w, None, eps, &mut out);
+        batch.mm.rms_norm(&f, w, None, eps, &mut out);
     } else {
         out.copy_from_slice(&f);
     }

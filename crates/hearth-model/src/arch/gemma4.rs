@@ -330,7 +330,7 @@ pub(crate) fn forward_layer(
     let e = cfg.n_embd;
     let eps = cfg.rms_eps;
     let mut cur = vec![0.0f32; x.len()];
-    ops::rms_norm(&x, &layer.attn_norm, None, eps, &mut cur);
+    batch.mm.rms_norm(&x, &layer.attn_norm, None, eps, &mut cur);
     let spec = AttnSpec {
         q_prescale: None,
         kq_scale: cfg.attn_scale,
@@ -347,17 +347,21 @@ pub(crate) fn forward_layer(
     ops::add_inplace(&mut attn_out, &x);
 
     let mut h = vec![0.0f32; n * e];
-    ops::rms_norm(&attn_out, &layer.ffn_norm, None, eps, &mut h);
+    batch
+        .mm
+        .rms_norm(&attn_out, &layer.ffn_norm, None, eps, &mut h);
     let dense = layer.ffn.forward(&h, n, cfg, Act::Gelu, &batch.mm)?;
     let ffn_out = match &layer.moe_branch {
         None => dense,
         Some(b) => {
             let mut mlp = vec![0.0f32; n * e];
-            ops::rms_norm(&dense, &b.post_norm_dense, None, eps, &mut mlp);
+            batch
+                .mm
+                .rms_norm(&dense, &b.post_norm_dense, None, eps, &mut mlp);
 
             // The router's input: rms_norm(attn_out) / sqrt(n_embd) * ffn_gate_inp.scale.
             let mut tmp = attn_out.clone();
-            ops::rms_norm_inplace(&mut tmp, &vec![1.0f32; e], eps);
+            batch.mm.rms_norm_inplace(&mut tmp, &vec![1.0f32; e], eps);
             ops::scale_inplace(&mut tmp, 1.0 / (e as f32).sqrt());
             for row in tmp.chunks_exact_mut(e) {
                 for (v, &s) in row.iter_mut().zip(&b.gate_inp_s) {
@@ -368,12 +372,16 @@ pub(crate) fn forward_layer(
             batch.mm.matmul(&b.gate_inp, &tmp, n, &mut logits)?;
 
             let mut xin = vec![0.0f32; n * e];
-            ops::rms_norm(&attn_out, &b.pre_norm, None, eps, &mut xin);
+            batch
+                .mm
+                .rms_norm(&attn_out, &b.pre_norm, None, eps, &mut xin);
             let routed = b
                 .moe
                 .forward(&xin, n, cfg, Act::Gelu, &batch.mm, Some(logits))?;
             let mut out = vec![0.0f32; n * e];
-            ops::rms_norm(&routed, &b.post_norm_moe, None, eps, &mut out);
+            batch
+                .mm
+                .rms_norm(&routed, &b.post_norm_moe, None, eps, &mut out);
             ops::add_inplace(&mut mlp, &out);
             mlp
         }
@@ -396,7 +404,7 @@ pub(crate) fn forward_layer(
         ops::geglu(&gate, &inp_l, &mut g);
         let mut proj = vec![0.0f32; n * e];
         batch.mm.matmul(&p.proj, &g, n, &mut proj)?;
-        ops::rms_norm_inplace(&mut proj, &p.post_norm, eps);
+        batch.mm.rms_norm_inplace(&mut proj, &p.post_norm, eps);
         ops::add_inplace(&mut out, &proj);
     }
     if let Some(s) = layer.out_scale {

@@ -56,7 +56,7 @@ pub(crate) fn forward_layer(
     let e = cfg.n_embd;
     let eps = cfg.rms_eps;
     let mut cur = vec![0.0f32; x.len()];
-    ops::rms_norm(&x, &layer.attn_norm, None, eps, &mut cur);
+    batch.mm.rms_norm(&x, &layer.attn_norm, None, eps, &mut cur);
     let spec = AttnSpec {
         q_prescale: None,
         kq_scale: cfg.attn_scale,
@@ -70,7 +70,9 @@ pub(crate) fn forward_layer(
     let n = ffn_inp.len() / e;
 
     let mut h = vec![0.0f32; n * e];
-    ops::rms_norm(&ffn_inp, &layer.ffn_norm, None, eps, &mut h);
+    batch
+        .mm
+        .rms_norm(&ffn_inp, &layer.ffn_norm, None, eps, &mut h);
     let mut out = layer.ffn.forward(&h, n, cfg, Act::Silu, &batch.mm)?;
     ops::add_inplace(&mut out, &ffn_inp);
     Ok(out)

@@ -58,7 +58,7 @@ pub(crate) fn forward_layer(
     let e = cfg.n_embd;
     let eps = cfg.rms_eps;
     let mut cur = vec![0.0f32; x.len()];
-    ops::rms_norm(
+    batch.mm.rms_norm(
         &x,
         &layer.attn_norm,
         layer.attn_norm_b.as_deref(),
@@ -78,7 +78,7 @@ pub(crate) fn forward_layer(
     let n = residual.len() / e;
 
     let mut h = vec![0.0f32; n * e];
-    ops::rms_norm(
+    batch.mm.rms_norm(
         &residual,
         &layer.ffn_norm,
         layer.ffn_norm_b.as_deref(),
