@@ -73,12 +73,8 @@ enum Command {
     FetchFixtures,
 }
 
-/// The allocator: model forward passes allocate and free buffers of megabytes many times a
-/// second; glibc maps and unmaps each (page faults, zeroing), mimalloc reuses them.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> Result<()> {
+    hearth_plan::memory::configure_allocator();
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run::run(*args),

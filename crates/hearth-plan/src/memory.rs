@@ -177,6 +177,22 @@ pub fn available() -> Result<Available, PlanError> {
     })
 }
 
+/// Sets up glibc's allocator for model forward passes, which allocate and free buffers of
+/// megabytes every layer: by default glibc maps each such buffer afresh and unmaps it when
+/// freed (a page fault and zeroing per page, every layer) or trims the heap top; here buffers
+/// up to 32 MiB come from the heap and freed memory stays there until 1 GiB is free (measured
+/// on Gemma 3 270M pp512: +30%). [`release_free_heap`] still returns it for measurements.
+/// Call first thing in `main`.
+pub fn configure_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt takes no pointers and may be called at any time; it only changes the
+    // thresholds later allocations and frees use.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}
+
 /// Returns the heap memory the allocator holds but nobody uses to the system (glibc's
 /// `malloc_trim`), so that a following [`ProcMemory::current`] counts live memory only: freed
 /// compute buffers otherwise stay resident in the heap until reused. Only for measurements.
