@@ -152,12 +152,7 @@ fn attention_fast(
         let kvh = h / group;
         let qp = q_pos[t];
         let qh = &q[t * q_width + h * dk..t * q_width + (h + 1) * dk];
-        // Cells hold ascending positions: the visible ones are a contiguous run.
-        let first = match p.window {
-            Some(w) => pos.partition_point(|&pk| qp - pk >= w as i64),
-            None => 0,
-        };
-        let end = pos.partition_point(|&pk| pk <= qp);
+        let std::ops::Range { start: first, end } = visible_cells(pos, p, qp);
         o.fill(0.0);
         if first >= end {
             return;
