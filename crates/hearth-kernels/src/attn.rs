@@ -345,20 +345,8 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::quant::f32_to_f16;
     use crate::vec;
-
-    fn data(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 4.0
-            })
-            .collect()
-    }
+    use crate::vec::tests::{data, f16_data};
 
     fn bits(x: &[f32]) -> Vec<u32> {
         x.iter().map(|v| v.to_bits()).collect()
@@ -381,10 +369,7 @@ mod tests {
         let pool = ThreadPool::new(2);
         for &(dk, n_heads, n_cells, nq) in CASES {
             let stride = n_heads * dk + 8;
-            let x: Vec<u16> = data(n_cells * stride, 1)
-                .iter()
-                .map(|&v| f32_to_f16(v))
-                .collect();
+            let x: Vec<u16> = f16_data(n_cells * stride, 1);
             let qs = data(nq * dk, 2);
             // The last head, from blocks filled from the second head on where there are two.
             let (first, h) = (usize::from(n_heads > 1), n_heads - 1);
@@ -423,10 +408,7 @@ mod tests {
             (64, 0, 2),
         ] {
             let stride = dv + 24;
-            let x: Vec<u16> = data(n.max(1) * stride, 3)
-                .iter()
-                .map(|&v| f32_to_f16(v))
-                .collect();
+            let x: Vec<u16> = f16_data(n.max(1) * stride, 3);
             let ws = data(nq * n, 4);
             let start = data(nq * dv, 5);
             let mut got = start.clone();
@@ -449,7 +431,7 @@ mod tests {
     fn a_sequential_sum_is_not_the_lane_order() {
         let pool = ThreadPool::new(1);
         let dk = 256;
-        let x: Vec<u16> = data(16 * dk, 7).iter().map(|&v| f32_to_f16(v)).collect();
+        let x: Vec<u16> = f16_data(16 * dk, 7);
         let q = data(dk, 8);
         let mut k = KBlocks::default();
         k.fill(&pool, &x, dk, 16, 0..1, dk);

@@ -620,11 +620,12 @@ mod avx2 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::quant::f32_to_f16;
 
-    fn data(n: usize, seed: u32) -> Vec<f32> {
+    /// `n` test values in [-1, 1], a different run for each seed.
+    pub(crate) fn data(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
             .map(|i| {
                 let h = (i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8;
@@ -683,7 +684,7 @@ mod tests {
         &[(256, 256, 37), (64, 96, 5), (100, 130, 9), (7, 7, 3)];
 
     /// `n` values of [`data`] rounded to f16.
-    fn f16_data(n: usize, seed: u32) -> Vec<u16> {
+    pub(crate) fn f16_data(n: usize, seed: u32) -> Vec<u16> {
         data(n, seed).iter().map(|&v| f32_to_f16(v)).collect()
     }
 

@@ -178,15 +178,7 @@ fn attention_fast(
                 );
             }
         }
-        for s in scores.iter_mut() {
-            *s *= scale;
-            if cap != 0.0 {
-                *s = cap * s.tanh();
-            }
-        }
-        let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-        hearth_kernels::vec::exp_sub(&mut scores, max);
-        let sum = hearth_kernels::vec::sum_f32(&scores);
+        let sum = softmax_numerators(&mut scores, scale, cap);
         if let Some((v, width)) = cache.v.f16_cells() {
             // The same fused multiply-adds as one `axpy_f16` per cell, in cell order.
             hearth_kernels::vec::axpy_rows_f16(o, &scores, &v[first * width + kvh * dv..], width);
@@ -201,6 +193,20 @@ fn attention_fast(
         let inv = 1.0 / sum;
         o.iter_mut().for_each(|x| *x *= inv);
     });
+}
+
+/// The scores of one query row scaled (and soft-capped), then replaced by `exp(s - max)`;
+/// returns their sum (the softmax's denominator).
+fn softmax_numerators(scores: &mut [f32], scale: f32, cap: f32) -> f32 {
+    for s in scores.iter_mut() {
+        *s *= scale;
+        if cap != 0.0 {
+            *s = cap * s.tanh();
+        }
+    }
+    let max = scores.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    hearth_kernels::vec::exp_sub(scores, max);
+    hearth_kernels::vec::sum_f32(scores)
 }
 
 /// The cells a query at `qp` sees: cells hold ascending positions, so the visible ones are a
@@ -235,10 +241,11 @@ fn attention_grouped(
     let (Some((k, kw)), Some((v, vw))) = (cache.k.f16_cells(), cache.v.f16_cells()) else {
         return false;
     };
-    if !attn::available() || !attn::supports(dk, dv) || p.n_head_kv == 0 {
-        return false;
-    }
-    if !p.n_head.is_multiple_of(p.n_head_kv) {
+    if !attn::available()
+        || !attn::supports(dk, dv)
+        || p.n_head_kv == 0
+        || !p.n_head.is_multiple_of(p.n_head_kv)
+    {
         return false;
     }
     let group = p.n_head / p.n_head_kv;
@@ -275,15 +282,7 @@ fn attention_grouped(
             attn::scores(&mut w, qs, &blocks, kvh - heads.start, cells.clone());
             let mut sums = vec![0.0f32; group];
             for (row, sum) in w.chunks_exact_mut(n).zip(sums.iter_mut()) {
-                for s in row.iter_mut() {
-                    *s *= scale;
-                    if cap != 0.0 {
-                        *s = cap * s.tanh();
-                    }
-                }
-                let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                hearth_kernels::vec::exp_sub(row, max);
-                *sum = hearth_kernels::vec::sum_f32(row);
+                *sum = softmax_numerators(row, scale, cap);
             }
             attn::weighted_sum(o, &w, &v[cells.start * vw + kvh * dv..], vw, dv);
             for (y, &sum) in o.chunks_exact_mut(dv).zip(sums.iter()) {
